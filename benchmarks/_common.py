@@ -1,0 +1,84 @@
+"""Timing and reporting helpers shared by every benchmark script.
+
+Each ``benchmarks/bench_*.py`` measures the library side by side with its peer in
+one run and writes ``book/data/bench_<name>.json``; the chapter renders that file,
+so the book shows the numbers of the last ``make bench``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "book" / "data"
+
+
+def synchronize(device: torch.device | str = "cpu") -> None:
+    """Wait for queued CUDA kernels so that timings measure the work."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(
+    fn: Callable[[], Any],
+    *,
+    repeat: int = 7,
+    warmup: int = 2,
+    device: torch.device | str = "cpu",
+    budget_s: float = 5.0,
+) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup``.
+
+    Stops early (with at least three runs) once ``budget_s`` seconds are spent, so a
+    slow method cannot stall the whole benchmark.
+    """
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times: list[float] = []
+    start_all = time.perf_counter()
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        if len(times) >= 3 and time.perf_counter() - start_all > budget_s:
+            break
+    return statistics.median(times)
+
+
+def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What the numbers were measured on."""
+    device = torch.device(device)
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_results(name: str, rows: list[dict[str, Any]], **extra: Any) -> Path:
+    """Write ``rows`` (one dict per measurement) and the machine to ``book/data``."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / f"bench_{name}.json"
+    payload = {"name": name, "machine": machine_info(extra.pop("device", "cpu"))}
+    payload.update(extra)
+    payload["rows"] = rows
+    path.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    print(f"wrote {path.relative_to(DATA_DIR.parent.parent)}")
+    return path

@@ -1,0 +1,17 @@
+"""gradbook: the tested library behind *Gradients in Practice*.
+
+One module per idea:
+
+- :mod:`gradbook.device`      pick the device and seed every generator
+- :mod:`gradbook.projection`  orthogonal components, sphere steps, PCGrad (chapter 1)
+- :mod:`gradbook.vjp`         vector-Jacobian and Jacobian-vector products (chapter 2)
+- :mod:`gradbook.moments`     differentiable moments of activation maps (chapter 2)
+- :mod:`gradbook.jacobian`    full Jacobians: loop, reverse, forward (chapter 3)
+- :mod:`gradbook.convinv`     pseudo-inverse of a convolution via the FFT (chapter 4)
+- :mod:`gradbook.warp`        differentiable ``cv2.warpAffine`` (chapter 5)
+- :mod:`gradbook.so3`         rotations: exp/log maps, Jacobians, fitting (chapter 6)
+- :mod:`gradbook.blackbox`    gradients of black boxes (chapter 7)
+- :mod:`gradbook.exercises`   the checks students call from exercise notebooks
+"""
+
+__version__ = "0.1.0"
