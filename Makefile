@@ -102,6 +102,7 @@ lock: ## re-resolve requirements/lock.txt from pyproject.toml (needs the network
 	{ echo "# Exact versions for every make target (regenerate with \`make lock\`)."; \
 	  echo "# torch==2.13.0 without a local tag: pip takes the CPU build here, a CUDA build from PyPI elsewhere."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^gradbook' | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > $(LOCK)
+	.venv-lock/bin/python tools/write_environment.py
 	rm -rf .venv-lock
 
 .PHONY: clean

@@ -33,8 +33,9 @@ def colab_install_source(url: str | None = None) -> str:
         "# On Colab, install gradbook (and its dependencies) first; elsewhere do nothing.\n"
         "import sys\n"
         "\n"
+        f'REPOSITORY = "{url}"\n'
         'if "google.colab" in sys.modules:\n'
-        f'    get_ipython().run_line_magic("pip", "install -q git+{url}")'
+        '    get_ipython().run_line_magic("pip", f"install -q git+{REPOSITORY}")'
     )
 
 
@@ -52,7 +53,9 @@ def code(source: str, tags: Sequence[str] = ()) -> nbformat.NotebookNode:
     return cell
 
 
-def lesson(cells: Sequence[nbformat.NotebookNode], kernel: str = "python3") -> nbformat.NotebookNode:
+def lesson(
+    cells: Sequence[nbformat.NotebookNode], kernel: str = "python3"
+) -> nbformat.NotebookNode:
     """A notebook with the Colab cell first and the kernel named in its metadata."""
     display = "Python 3 (ipykernel)" if kernel == "python3" else f"Python ({kernel})"
     notebook = new_notebook(

@@ -125,7 +125,9 @@ def render(solution_path: Path) -> str:
     return nbformat.writes(strip_solutions(notebook, solution_path.stem)) + "\n"
 
 
-def generate(solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")) -> list[Path]:
+def generate(
+    solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")
+) -> list[Path]:
     """Write the student version of every solutions notebook; return the paths written."""
     notebooks.mkdir(parents=True, exist_ok=True)
     written = []
@@ -135,7 +137,9 @@ def generate(solutions: Path = Path("solutions"), notebooks: Path = Path("notebo
     return written
 
 
-def out_of_sync(solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")) -> list[str]:
+def out_of_sync(
+    solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")
+) -> list[str]:
     """Describe every way ``notebooks/`` differs from what ``solutions/`` generates."""
     problems = []
     expected = {student.name for _, student in _pairs(solutions, notebooks)}
@@ -172,8 +176,8 @@ def _status(cell: NotebookNode) -> tuple[str, str]:
     return "error", "the check printed no PASSED line"
 
 
-def grade_notebook(path: Path, timeout: int = 600) -> list[CheckResult]:
-    """Execute ``path`` (errors allowed) and read the outcome of every check cell."""
+def execute_allowing_errors(path: Path, timeout: int = 600) -> NotebookNode:
+    """Execute a copy of the notebook at ``path`` to the end, errors allowed; return the copy."""
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
@@ -184,6 +188,12 @@ def grade_notebook(path: Path, timeout: int = 600) -> list[CheckResult]:
         kernel_name=notebook.metadata.get("kernelspec", {}).get("name", "python3"),
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()
+    return notebook
+
+
+def grade_notebook(path: Path, timeout: int = 600) -> list[CheckResult]:
+    """Execute ``path`` (errors allowed) and read the outcome of every check cell."""
+    notebook = execute_allowing_errors(path, timeout)
     results = []
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code" and CHECK_TAG in cell.metadata.get("tags", []):

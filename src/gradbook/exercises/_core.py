@@ -33,7 +33,7 @@ def attempt(exercise: str, answer: Callable[..., Any], *args: Any, **kwargs: Any
         ) from None
     except ExerciseFailed:
         raise
-    except Exception as error:  # noqa: BLE001 - any student error is feedback
+    except Exception as error:
         raise ExerciseFailed(
             f"{exercise}: your code raised {type(error).__name__}: {error}"
         ) from error

@@ -1,0 +1,103 @@
+"""The book's configuration: table of contents, chapter files, repository URL, kernels."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from nbbuild import colab_install_source, repository_url  # noqa: E402
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+NOTEBOOKS = sorted(p for d in ("book", "solutions", "notebooks") for p in (ROOT / d).glob("*.ipynb"))
+
+
+def toc_files(node) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        if "file" in node:
+            found.append(node["file"])
+        for value in node.values():
+            found += toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += toc_files(item)
+    return found
+
+
+def test_toc_files_exist():
+    files = [TOC["root"], *toc_files(TOC["parts"])]
+    for name in files:
+        candidates = [ROOT / f"{name}{ext}" for ext in (".md", ".ipynb")]
+        assert any(c.exists() for c in candidates), f"_toc.yml names {name}, which does not exist"
+
+
+def test_every_lesson_and_solution_is_in_the_toc():
+    listed = set(toc_files(TOC["parts"]))
+    for path in sorted((ROOT / "book").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb")):
+        name = str(path.relative_to(ROOT).with_suffix(""))
+        assert name in listed, f"{name} is not in _toc.yml"
+
+
+def test_every_solution_has_a_lesson_and_a_student_notebook():
+    lessons = {p.name for p in (ROOT / "book").glob("*.ipynb")}
+    for path in (ROOT / "solutions").glob("*.ipynb"):
+        assert path.name in lessons, f"solutions/{path.name} has no lesson book/{path.name}"
+        assert (ROOT / "notebooks" / path.name).exists()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(ROOT)) for p in NOTEBOOKS])
+def test_colab_cell_uses_the_configured_repository(path):
+    notebook = nbformat.read(path, as_version=4)
+    kernel = notebook.metadata["kernelspec"]["name"]
+    if kernel != "python3":
+        assert not any("gradbook" in c.source for c in notebook.cells if c.cell_type == "code")
+        return
+    first = notebook.cells[0]
+    assert first.source == colab_install_source(repository_url()), (
+        f"{path.name}: the first cell must be the Colab install cell for {repository_url()} "
+        "(run tools/set_repository.py after changing _config.yml)"
+    )
+    assert "remove-cell" in first.metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(ROOT)) for p in NOTEBOOKS])
+def test_notebooks_are_executed_in_order(path):
+    """nbval needs stored outputs with execution counts; notebooks/ carries none."""
+    notebook = nbformat.read(path, as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    if path.parent.name == "notebooks":
+        assert all(c.outputs == [] and c.execution_count is None for c in code)
+        return
+    counts = [c.execution_count for c in code]
+    assert None not in counts, f"{path.name} has unexecuted cells: run `make execute`"
+    assert counts == sorted(counts), f"{path.name} was executed out of order"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name} stores an error output"
+
+
+def test_config_essentials():
+    assert CONFIG["execute"]["execute_notebooks"] == "off"
+    assert CONFIG["bibtex_bibfiles"] == ["book/references.bib"]
+    assert "sphinx_exercise" in CONFIG["sphinx"]["extra_extensions"]
+    assert CONFIG["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    assert TOC["format"] == "jb-book"
+    assert CONFIG["launch_buttons"]["colab_url"] and CONFIG["launch_buttons"]["binderhub_url"]
+
+
+def test_environment_yml_has_the_lock_files_pins():
+    from write_environment import lock_pins, render
+
+    assert (ROOT / "environment.yml").read_text() == render(), "run tools/write_environment.py"
+    pins = dict(pin.split("==") for pin in lock_pins())
+    assert pins["torch"] == "2.13.0"
+    assert pins["jupyter-book"].startswith("1.")
+    for name in ("nbval", "sphinx-exercise", "sphinxcontrib-bibtex", "pytest", "hypothesis", "ruff"):
+        assert name in pins, f"{name} is missing from the lock file"
