@@ -49,7 +49,9 @@ def test_strip_solutions_on_a_small_notebook():
         cells=[
             new_markdown_cell(":::{exercise} Double it\n:label: ex-0-double\n\nWrite f.\n:::"),
             new_markdown_cell(":::{solution-start} ex-0-double\n:class: dropdown\n:::"),
-            new_code_cell("def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
+            new_code_cell(
+                "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
+            ),
             new_markdown_cell(":::{solution-end}\n:::"),
             new_markdown_cell("Because doubling is linear.", metadata={"tags": ["solution"]}),
             new_code_cell("check(f)", metadata={"tags": [CHECK_TAG]}),
@@ -100,7 +102,9 @@ def test_status_reading():
     ok.outputs = [nbformat.v4.new_output("stream", text="PASSED Exercise 1.1: fine\n")]
     assert _status(ok) == ("passed", "PASSED Exercise 1.1: fine")
     bad = new_code_cell("check(f)")
-    bad.outputs = [nbformat.v4.new_output("error", ename="ExerciseFailed", evalue="no", traceback=[])]
+    bad.outputs = [
+        nbformat.v4.new_output("error", ename="ExerciseFailed", evalue="no", traceback=[])
+    ]
     assert _status(bad)[0] == "failed"
     silent = new_code_cell("check(f)")
     assert _status(silent)[0] == "error"

@@ -16,7 +16,9 @@ from nbbuild import colab_install_source, repository_url  # noqa: E402
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
-NOTEBOOKS = sorted(p for d in ("book", "solutions", "notebooks") for p in (ROOT / d).glob("*.ipynb"))
+NOTEBOOKS = sorted(
+    p for d in ("book", "solutions", "notebooks") for p in (ROOT / d).glob("*.ipynb")
+)
 
 
 def toc_files(node) -> list[str]:
@@ -41,7 +43,9 @@ def test_toc_files_exist():
 
 def test_every_lesson_and_solution_is_in_the_toc():
     listed = set(toc_files(TOC["parts"]))
-    for path in sorted((ROOT / "book").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb")):
+    for path in sorted((ROOT / "book").glob("*.ipynb")) + sorted(
+        (ROOT / "solutions").glob("*.ipynb")
+    ):
         name = str(path.relative_to(ROOT).with_suffix(""))
         assert name in listed, f"{name} is not in _toc.yml"
 
@@ -99,5 +103,12 @@ def test_environment_yml_has_the_lock_files_pins():
     pins = dict(pin.split("==") for pin in lock_pins())
     assert pins["torch"] == "2.13.0"
     assert pins["jupyter-book"].startswith("1.")
-    for name in ("nbval", "sphinx-exercise", "sphinxcontrib-bibtex", "pytest", "hypothesis", "ruff"):
+    for name in (
+        "nbval",
+        "sphinx-exercise",
+        "sphinxcontrib-bibtex",
+        "pytest",
+        "hypothesis",
+        "ruff",
+    ):
         assert name in pins, f"{name} is missing from the lock file"

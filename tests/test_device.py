@@ -29,7 +29,9 @@ def test_default_follows_cuda_availability(monkeypatch):
 
 def test_bad_device_names(monkeypatch):
     monkeypatch.setenv("GRADBOOK_DEVICE", "gpu0")
-    with pytest.raises(ValueError, match=r"GRADBOOK_DEVICE: expected a device such as 'cpu'.*'gpu0'"):
+    with pytest.raises(
+        ValueError, match=r"GRADBOOK_DEVICE: expected a device such as 'cpu'.*'gpu0'"
+    ):
         get_device()
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees no CUDA device"):
