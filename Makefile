@@ -60,7 +60,7 @@ test: env ## everything: lint, library and exercise tests, notebook sync, nbval
 	$(BIN)/python -m pytest tests -q -n 2
 	$(BIN)/python -m gradbook.assignments check solutions notebooks
 	@$(if $(NBVAL_SKIP),echo "NOTE: nbval skips $(NBVAL_SKIP): $(NBVAL_SKIP_WHY)")
-	$(BIN)/python -m pytest -q -n 2 -p no:randomly --nbval $(NBVAL_NOTEBOOKS) \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_NOTEBOOKS) \
 		--nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=300
 
 .PHONY: pytest
@@ -69,7 +69,7 @@ pytest: env ## only the library and exercise tests
 
 .PHONY: nbval
 nbval: env ## only nbval over the lesson and solution notebooks
-	$(BIN)/python -m pytest -q -n 2 --nbval $(NBVAL_NOTEBOOKS) \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_NOTEBOOKS) \
 		--nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=300
 
 .PHONY: execute
