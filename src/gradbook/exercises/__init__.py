@@ -11,9 +11,10 @@ solution away. A check called on an unattempted stub raises
 from gradbook.exercises._core import (
     ExerciseFailed,
     ExerciseNotAttempted,
+    Passed,
     attempt,
     fail,
     passed,
 )
 
-__all__ = ["ExerciseFailed", "ExerciseNotAttempted", "attempt", "fail", "passed"]
+__all__ = ["ExerciseFailed", "ExerciseNotAttempted", "Passed", "attempt", "fail", "passed"]

@@ -44,7 +44,27 @@ def fail(exercise: str, message: str) -> NoReturn:
     raise ExerciseFailed(f"{exercise}: {message}")
 
 
-def passed(exercise: str, message: str = "") -> bool:
-    """Print the success line for ``exercise`` and return ``True``."""
+class Passed:
+    """What a check returns on success: true in ``if``/``assert``, silent in a notebook.
+
+    The success line is printed when the check passes; returning this instead of
+    ``True`` keeps a bare ``True`` from being echoed under every check cell.
+    """
+
+    def __init__(self, exercise: str) -> None:
+        self.exercise = exercise
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"Passed({self.exercise!r})"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing: the PASSED line has been printed already."""
+
+
+def passed(exercise: str, message: str = "") -> Passed:
+    """Print the success line for ``exercise`` and return a true, silent :class:`Passed`."""
     print(f"PASSED {exercise}" + (f": {message}" if message else ""))
-    return True
+    return Passed(exercise)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from gradbook.exercises._core import ExerciseFailed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
 from gradbook.projection import cosine, orthogonal_component
 
 _MATMUL_HINT = (
@@ -46,7 +46,7 @@ def _call_dot(name: str, dot: Callable, a: Tensor, b: Tensor) -> object:
         raise
 
 
-def check_dot(dot: Callable[[Tensor, Tensor], Tensor]) -> bool:
+def check_dot(dot: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 1.1: ``dot(a, b)`` is the inner product of two same-shape tensors as vectors."""
     name = "Exercise 1.1 (dot product of two images)"
     a, b = _data(0, 3, 4, 4), _data(1, 3, 4, 4)
@@ -68,7 +68,7 @@ def check_dot(dot: Callable[[Tensor, Tensor], Tensor]) -> bool:
     return passed(name, "a flattened inner product, whatever the shape.")
 
 
-def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -> bool:
+def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 1.2: ``orthogonal_part(grad, image)``: ``grad`` minus its part along ``image``."""
     name = "Exercise 1.2 (orthogonal component)"
     image = _data(10, 3, 8, 8).abs() + 0.5  # norm far from 1, so norm vs norm^2 shows
@@ -100,7 +100,7 @@ def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -
     return passed(name, "orthogonal to the image, and safe for a zero image.")
 
 
-def check_is_orthogonal(is_orth: Callable[[Tensor, Tensor], bool]) -> bool:
+def check_is_orthogonal(is_orth: Callable[[Tensor, Tensor], bool]) -> Passed:
     """Exercise 1.3: ``is_orth(u, v)`` decides orthogonality in a scale-free, rounding-aware way."""
     name = "Exercise 1.3 (testing orthogonality)"
     image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(22))
@@ -135,7 +135,7 @@ def check_is_orthogonal(is_orth: Callable[[Tensor, Tensor], bool]) -> bool:
     return passed(name, "scale-free and tolerant of rounding.")
 
 
-def check_project_batch(project_batch: Callable[[Tensor, Tensor], Tensor]) -> bool:
+def check_project_batch(project_batch: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 1.4: ``project_batch(grads, images)`` projects each sample of ``(B, C, H, W)``."""
     name = "Exercise 1.4 (a batch of images)"
     images = _data(30, 4, 3, 6, 6).abs() + 0.1
