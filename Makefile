@@ -74,7 +74,7 @@ nbval: env ## only nbval over the lesson and solution notebooks
 
 .PHONY: execute
 execute: env ## re-execute book/ and solutions/ notebooks in place, then regenerate notebooks/
-	$(BIN)/python tools/execute_notebooks.py $(if $(NB),$(NB),$(NOTEBOOKS))
+	$(BIN)/python tools/execute_notebooks.py $(if $(NB),$(NB),$(NBVAL_NOTEBOOKS))
 	$(BIN)/python -m gradbook.assignments generate solutions notebooks
 
 .PHONY: assignments

@@ -10,6 +10,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from gradbook.assignments import (
     CHECK_TAG,
+    STUB_MESSAGE,
     _status,
     out_of_sync,
     strip_code,
@@ -159,3 +160,23 @@ def test_grade_command_end_to_end(tmp_path):
     blank_rows = [line for line in text.splitlines() if line.startswith("| blank.ipynb |")]
     assert "passed" in " ".join(solved_rows) and "not attempted" not in " ".join(solved_rows)
     assert all("passed" not in row for row in blank_rows[1:])
+
+
+def test_attempt_tells_stubs_from_library_errors():
+    from gradbook.exercises import ExerciseFailed, ExerciseNotAttempted, attempt
+
+    def stub():
+        raise NotImplementedError(f"Exercise 9: {STUB_MESSAGE}")
+
+    def bare():
+        raise NotImplementedError
+
+    def library():
+        raise NotImplementedError("forward-mode AD is not implemented for this Function")
+
+    for answer in (stub, bare):
+        with pytest.raises(ExerciseNotAttempted, match="not attempted yet"):
+            attempt("Exercise 9", answer)
+    with pytest.raises(ExerciseFailed, match="forward-mode AD") as caught:
+        attempt("Exercise 9", library)
+    assert not isinstance(caught.value, ExerciseNotAttempted)

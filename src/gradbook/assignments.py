@@ -32,6 +32,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from gradbook.exercises._core import STUB_MESSAGE
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 CHECK_TAG = "check"
@@ -42,7 +44,7 @@ _EXERCISE_OPEN = re.compile(r"^(?P<fence>:{3,})\{exercise\}\s*(?P<title>.*)$")
 
 
 def _stub(exercise: str) -> str:
-    return f'raise NotImplementedError("{exercise}: replace this line with your solution")'
+    return f'raise NotImplementedError("{exercise}: {STUB_MESSAGE}")'
 
 
 def strip_code(source: str, exercise: str = "exercise") -> str:

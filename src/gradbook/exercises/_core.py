@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+#: The text of the stub that ``gradbook.assignments`` puts where a solution was.
+STUB_MESSAGE = "replace this line with your solution"
+
 
 class ExerciseFailed(AssertionError):
     """The answer is wrong; the message says which misconception it shows."""
@@ -17,15 +20,21 @@ class ExerciseNotAttempted(ExerciseFailed):
 def attempt(exercise: str, answer: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call the student's ``answer(*args, **kwargs)`` and return what it returns.
 
-    A ``NotImplementedError`` (the stub) becomes :class:`ExerciseNotAttempted`;
-    any other exception becomes :class:`ExerciseFailed` quoting it, so the
-    student sees which exercise broke and why.
+    The stub's ``NotImplementedError`` (or a bare one) becomes
+    :class:`ExerciseNotAttempted`; any other exception becomes
+    :class:`ExerciseFailed` quoting it, so the student sees which exercise broke
+    and why.
     """
     if not callable(answer):
         fail(exercise, f"expected a function, got {type(answer).__name__}.")
     try:
         return answer(*args, **kwargs)
-    except NotImplementedError:
+    except NotImplementedError as error:
+        if str(error) and STUB_MESSAGE not in str(error):
+            # raised by a library (e.g. forward mode on a Function without jvp): feedback
+            raise ExerciseFailed(
+                f"{exercise}: your code raised NotImplementedError: {error}"
+            ) from error
         raise ExerciseNotAttempted(
             f"{exercise}: not attempted yet. Replace the `raise NotImplementedError` "
             "line in the cell above with your code, run that cell, then run this "
