@@ -1,0 +1,784 @@
+"""gradbook.blackbox against independent references.
+
+References used: the closed-form Jacobian of the test function and autograd on a
+torch twin of it; exact difference quotients of polynomials; scipy's
+minimum-norm least squares (``scipy.linalg.lstsq``, gelsd); dense Kronecker
+formulations of Broyden's minimal change; closed-form (weighted) ridge
+regression; the variance formula of random-direction estimators; SciPy's
+``solve_ivp`` (a different integrator) for the pendulum; ``gradcheck``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.integrate import solve_ivp
+
+from gradbook.blackbox import (
+    SPSA,
+    DrivenPendulum,
+    EvaluationCounter,
+    FiniteDifferences,
+    JacobianTracker,
+    RecursiveLeastSquares,
+    broyden_update,
+    default_step,
+    finite_difference_jacobian,
+    fit_through_blackbox,
+    gradiator,
+    rank_one_jacobian,
+    secant_jacobian,
+    smooth_test_function,
+    spsa_vjp,
+    vjp_relative_error,
+    wrap_blackbox,
+)
+
+F = smooth_test_function(m=6, n=4, seed=3)  # small: fast tests
+
+
+def torch_twin(x: torch.Tensor) -> torch.Tensor:
+    """The test function written again in torch, for autograd's Jacobian."""
+    A, B, b = (torch.as_tensor(a, dtype=x.dtype, device=x.device) for a in (F.A, F.B, F.b))
+    return torch.tanh(A @ x + b) + 0.1 * (B @ x) ** 2
+
+
+def autograd_jacobian(x: np.ndarray) -> np.ndarray:
+    return torch.autograd.functional.jacobian(torch_twin, torch.as_tensor(x)).numpy()
+
+
+def rand(seed: int, *shape: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+# ---------------------------------------------------------------------------
+# The test function itself
+
+
+def test_test_function_jacobian_matches_autograd():
+    for seed in range(3):
+        x = rand(seed, 6)
+        np.testing.assert_allclose(F.jacobian(x), autograd_jacobian(x), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(F(x), torch_twin(torch.as_tensor(x)).numpy(), rtol=1e-14)
+
+
+def test_chapter_function_has_the_announced_shape():
+    f = smooth_test_function()
+    assert f.shape == (10, 20) and f(f.x0).shape == (10,) and f.jacobian(f.x0).shape == (10, 20)
+
+
+# ---------------------------------------------------------------------------
+# Finite differences
+
+
+@pytest.mark.parametrize(
+    ("method", "tol"), [("forward", 1e-6), ("backward", 1e-6), ("central", 1e-9)]
+)
+def test_fd_jacobian_numpy_matches_autograd(method, tol):
+    x = rand(0, 6)
+    J = finite_difference_jacobian(F, x, method=method)
+    assert isinstance(J, np.ndarray) and J.shape == (4, 6)
+    np.testing.assert_allclose(J, autograd_jacobian(x), atol=tol)
+
+
+def test_fd_errors_have_the_predicted_size():
+    """Default steps: forward ~ sqrt(u), central ~ u^(2/3) (to a factor of 100)."""
+    x = rand(1, 6)
+    J = autograd_jacobian(x)
+    err_fwd = np.abs(finite_difference_jacobian(F, x, method="forward") - J).max()
+    err_cen = np.abs(finite_difference_jacobian(F, x, method="central") - J).max()
+    assert 1e-11 < err_fwd < 1.5e-6
+    assert err_cen < 5e-9 and err_cen < err_fwd / 100
+
+
+def test_fd_tensor_input_keeps_dtype_and_device(device, dtype):
+    x = torch.as_tensor(rand(2, 6)).to(device, dtype)
+    J = finite_difference_jacobian(torch_twin, x)
+    assert isinstance(J, torch.Tensor) and J.dtype == dtype and J.device.type == device.type
+    reference = autograd_jacobian(rand(2, 6))
+    tol = 1e-9 if dtype == torch.float64 else 2e-3
+    np.testing.assert_allclose(J.cpu().double().numpy(), reference, atol=tol)
+
+
+def test_fd_exact_difference_quotients_of_a_cubic():
+    """f(x) = x^3 per entry: forward = 3x^2 + 3xh + h^2, central = 3x^2 + h^2 exactly."""
+    x = np.array([0.5, -0.25, 2.0])
+    h = 2.0**-10  # exactly representable; steps h * max(1, |x|)
+    hs = h * np.maximum(1, np.abs(x))
+    central = finite_difference_jacobian(lambda v: v**3, x, eps=h, method="central")
+    forward = finite_difference_jacobian(lambda v: v**3, x, eps=h, method="forward")
+    np.testing.assert_allclose(np.diag(central), 3 * x**2 + hs**2, rtol=1e-12)
+    np.testing.assert_allclose(np.diag(forward), 3 * x**2 + 3 * x * hs + hs**2, rtol=1e-12)
+    assert np.count_nonzero(central - np.diag(np.diag(central))) == 0
+
+
+def test_fd_scalar_output_and_fx_reuse():
+    counted = EvaluationCounter(lambda v: float(np.sum(v**2)))
+    x = np.array([1.0, 2.0, 3.0])
+    J = finite_difference_jacobian(counted, x, method="forward", fx=14.0)
+    assert J.shape == (1, 3) and counted.calls == 3
+    np.testing.assert_allclose(J[0], 2 * x, atol=1e-6)
+    counted.reset()
+    finite_difference_jacobian(counted, x, method="central")
+    assert counted.calls == 6
+
+
+def test_default_step_values():
+    assert default_step("forward") == pytest.approx(np.finfo(np.float64).eps ** 0.5)
+    assert default_step("central", np.float32) == pytest.approx(np.finfo(np.float32).eps ** (1 / 3))
+    with pytest.raises(ValueError, match="method: expected one of"):
+        default_step("sideways")
+
+
+def test_fd_bad_input():
+    x = rand(0, 6)
+    with pytest.raises(
+        ValueError, match=r"x: expected a 1-D point of shape \(m,\), got shape \(2, 3\)"
+    ):
+        finite_difference_jacobian(F, x.reshape(2, 3))
+    with pytest.raises(ValueError, match="method: expected one of"):
+        finite_difference_jacobian(F, x, method="centered")
+    with pytest.raises(ValueError, match=r"eps: expected a positive finite number, got -0.1"):
+        finite_difference_jacobian(F, x, eps=-0.1)
+    with pytest.raises(ValueError, match="eps: a step of 1e-20 vanishes"):
+        finite_difference_jacobian(F, x, eps=1e-20)
+    with pytest.raises(ValueError, match="x: expected finite values"):
+        finite_difference_jacobian(F, np.array([1.0, np.nan]))
+    with pytest.raises(TypeError, match=r"x: expected a NumPy array or a torch.Tensor, got str"):
+        finite_difference_jacobian(F, "x")
+
+
+def test_fd_non_finite_black_box_names_the_probe():
+    def fragile(v):
+        return np.log(v)  # nan left of zero
+
+    with pytest.raises(
+        ValueError, match=r"fun: returned non-finite values \(nan/inf\) at x - h e_0"
+    ):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            finite_difference_jacobian(fragile, np.array([0.0, 1.0]), eps=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# Secants
+
+
+def lstsq_reference(dX: np.ndarray, dF: np.ndarray) -> np.ndarray:
+    """Minimum-norm least squares of J dX = dF with LAPACK gelsd (rows of J independently)."""
+    solution, *_ = scipy.linalg.lstsq(dX.T, dF.T, lapack_driver="gelsd")
+    return solution.T
+
+
+@pytest.mark.parametrize("k", [1, 3, 6, 9])
+def test_secant_matches_minimum_norm_lstsq(k):
+    dX, dF = rand(k, 6, k), rand(k + 100, 4, k)
+    J = secant_jacobian(dX, dF)
+    assert J.shape == (4, 6)
+    np.testing.assert_allclose(J, lstsq_reference(dX, dF), rtol=1e-10, atol=1e-12)
+
+
+def test_secant_one_probe_is_the_seeds_formula():
+    dx, df = rand(0, 6), rand(1, 4)
+    expected = np.outer(df, dx) / (dx @ dx)
+    np.testing.assert_allclose(secant_jacobian(dx[:, None], df[:, None]), expected, rtol=1e-13)
+    np.testing.assert_allclose(rank_one_jacobian(dx, df), expected, rtol=1e-13)
+    # the seed's VJP heuristic dx/|dx| * (g^T df)/|dx|
+    g = rand(2, 4)
+    seed_vjp = dx / np.linalg.norm(dx) * (g @ df) / np.linalg.norm(dx)
+    np.testing.assert_allclose(g @ rank_one_jacobian(dx, df), seed_vjp, rtol=1e-13)
+
+
+def test_secant_square_probes_equal_inverse():
+    dX, dF = rand(3, 6, 6), rand(4, 4, 6)
+    np.testing.assert_allclose(secant_jacobian(dX, dF), dF @ np.linalg.inv(dX), rtol=1e-9)
+
+
+def test_secant_recovers_a_linear_map_from_m_probes(device):
+    A = rand(5, 4, 6)
+    dX = rand(6, 6, 6)
+    J = secant_jacobian(torch.as_tensor(dX).to(device), torch.as_tensor(A @ dX).to(device))
+    assert isinstance(J, torch.Tensor) and J.device.type == device.type
+    np.testing.assert_allclose(J.cpu().numpy(), A, rtol=1e-10, atol=1e-12)
+
+
+def test_secant_with_too_few_probes_is_zero_off_their_span():
+    A = rand(7, 4, 6)
+    dX = rand(8, 6, 2)
+    J = secant_jacobian(dX, A @ dX)
+    np.testing.assert_allclose(J @ dX, A @ dX, atol=1e-12)  # exact on the span
+    q, _ = np.linalg.qr(dX, mode="complete")
+    np.testing.assert_allclose(J @ q[:, 2:], 0, atol=1e-12)  # zero off it
+
+
+def test_secant_rank_deficient_probes():
+    dx = rand(9, 6)
+    dX = np.stack([dx, 2 * dx, -dx], axis=1)  # one direction, three times
+    dF = rand(10, 4)[:, None] * np.array([1.0, 2.0, -1.0])
+    np.testing.assert_allclose(secant_jacobian(dX, dF), lstsq_reference(dX, dF), atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_secant_satisfies_every_independent_secant(k, seed):
+    dX, dF = rand(seed, 6, k), rand(seed + 1, 4, k)
+    J = secant_jacobian(dX, dF)
+    np.testing.assert_allclose(J @ dX, dF, atol=1e-7 * np.linalg.cond(dX))
+
+
+def test_secant_bad_input():
+    with pytest.raises(ValueError, match=r"dF: expected one column per probe in dX \(3 probes"):
+        secant_jacobian(rand(0, 6, 3), rand(1, 3, 4))
+    with pytest.raises(ValueError, match=r"dX: expected probes as columns, shape \(m, k\)"):
+        secant_jacobian(rand(0, 6), rand(1, 4, 1))
+    with pytest.raises(ValueError, match="dX: expected at least one probe"):
+        secant_jacobian(np.zeros((6, 0)), np.zeros((4, 0)))
+    dX = rand(2, 6, 3)
+    dX[:, 1] = 0
+    with pytest.raises(ValueError, match=r"dX: probe\(s\) \[1\] have zero length"):
+        secant_jacobian(dX, rand(3, 4, 3))
+    dF = rand(3, 4, 3)
+    dF[0, 2] = np.inf
+    with pytest.raises(ValueError, match="dF: expected finite values"):
+        secant_jacobian(rand(2, 6, 3), dF)
+    with pytest.raises(ValueError, match=r"dx: probe\(s\) \[0\] have zero length"):
+        rank_one_jacobian(np.zeros(3), np.ones(2))
+    with pytest.raises(
+        ValueError, match=r"dx: expected one probe of shape \(m,\), got shape \(3, 1\)"
+    ):
+        rank_one_jacobian(np.ones((3, 1)), np.ones(2))
+
+
+# ---------------------------------------------------------------------------
+# Broyden
+
+
+def broyden_kronecker(J, dx, df):
+    """The minimal Frobenius change as a dense minimum-norm problem on vec(dJ)."""
+    n, m = J.shape
+    M = np.kron(dx[None, :], np.eye(n))  # (dx^T kron I) vec(dJ) = dJ dx (column-major vec)
+    vec, *_ = scipy.linalg.lstsq(M, df - J @ dx, lapack_driver="gelsd")
+    return J + vec.reshape(m, n).T
+
+
+def test_broyden_is_the_minimal_change():
+    J, dx, df = rand(0, 4, 6), rand(1, 6), rand(2, 4)
+    new = broyden_update(J, dx, df)
+    np.testing.assert_allclose(new, broyden_kronecker(J, dx, df), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(new @ dx, df, rtol=1e-12, atol=1e-12)  # the newest secant
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_broyden_beats_any_other_secant_solution(seed):
+    J, dx, df = rand(seed, 4, 6), rand(seed + 1, 6), rand(seed + 2, 4)
+    new = broyden_update(J, dx, df)
+    # any other solution adds a matrix that kills dx
+    z = rand(seed + 3, 4, 6)
+    other = new + z - np.outer(z @ dx, dx) / (dx @ dx)
+    np.testing.assert_allclose(other @ dx, df, atol=1e-9)
+    assert np.linalg.norm(other - J) >= np.linalg.norm(new - J) - 1e-12
+
+
+def test_broyden_keeps_orthogonal_directions_and_input():
+    J, dx, df = rand(3, 4, 6), rand(4, 6), rand(5, 4)
+    before = J.copy()
+    new = broyden_update(J, dx, df)
+    np.testing.assert_array_equal(J, before)
+    v = rand(6, 6)
+    v -= (v @ dx) / (dx @ dx) * dx
+    np.testing.assert_allclose(new @ v, J @ v, atol=1e-12)
+
+
+def test_broyden_orthogonal_probes_recover_a_linear_map(device):
+    A = torch.as_tensor(rand(7, 4, 6)).to(device)
+    Q, _ = torch.linalg.qr(torch.as_tensor(rand(8, 6, 6)).to(device))
+    J = torch.zeros(4, 6, dtype=torch.float64, device=device)
+    for i in range(6):
+        J = broyden_update(J, Q[:, i], A @ Q[:, i])
+    assert J.device.type == device.type
+    torch.testing.assert_close(J, A, rtol=1e-12, atol=1e-12)
+
+
+def test_broyden_tiny_and_huge_probes_stay_finite():
+    J, df = rand(9, 4, 6), rand(10, 4)
+    for scale in (1e-200, 1e200):
+        dx = scale * rand(11, 6)
+        new = broyden_update(J, dx, df * (scale if scale > 1 else 1))
+        assert np.all(np.isfinite(new))
+
+
+def test_broyden_bad_input():
+    J = rand(0, 4, 6)
+    with pytest.raises(
+        ValueError, match=r"dx: expected shape \(6,\) \(J has 6 columns\), got \(4,\)"
+    ):
+        broyden_update(J, rand(1, 4), rand(2, 4))
+    with pytest.raises(ValueError, match=r"df: expected shape \(4,\) \(J has 4 rows\)"):
+        broyden_update(J, rand(1, 6), rand(2, 6))
+    with pytest.raises(ValueError, match="dx: expected a nonzero probe"):
+        broyden_update(J, np.zeros(6), rand(2, 4))
+    with pytest.raises(ValueError, match="df: expected finite values"):
+        broyden_update(J, rand(1, 6), np.full(4, np.nan))
+
+
+# ---------------------------------------------------------------------------
+# Recursive least squares
+
+
+def ridge(dX, dF, delta, weights=None, J0=None, prior_weight=1.0):
+    """Closed-form weighted ridge: (J0 d w0 + dF W dX^T)(d w0 I + dX W dX^T)^{-1}."""
+    m = dX.shape[0]
+    W = np.diag(np.ones(dX.shape[1]) if weights is None else weights)
+    J0 = np.zeros((dF.shape[0], m)) if J0 is None else J0
+    gram = delta * prior_weight * np.eye(m) + dX @ W @ dX.T
+    rhs = delta * prior_weight * J0 + dF @ W @ dX.T
+    return np.linalg.solve(gram.T, rhs.T).T
+
+
+@pytest.mark.parametrize("k", [1, 4, 6, 15])
+def test_rls_equals_ridge_regression(k):
+    dX, dF = rand(k, 6, k), rand(k + 1, 4, k)
+    rls = RecursiveLeastSquares(4, 6, delta=0.3)
+    for i in range(k):
+        rls.update(dX[:, i], dF[:, i])
+    assert rls.num_updates == k
+    np.testing.assert_allclose(rls.jacobian.numpy(), ridge(dX, dF, 0.3), rtol=1e-9, atol=1e-11)
+
+
+def test_rls_with_forgetting_and_prior_equals_weighted_ridge():
+    k, lam, delta = 12, 0.8, 2.0
+    dX, dF, J0 = rand(20, 6, k), rand(21, 4, k), rand(22, 4, 6)
+    rls = RecursiveLeastSquares(4, 6, delta=delta, forgetting=lam, initial=J0)
+    rls.update(dX, dF)  # k columns at once = k single updates
+    weights = lam ** np.arange(k - 1, -1, -1)
+    expected = ridge(dX, dF, delta, weights, J0, prior_weight=lam**k)
+    np.testing.assert_allclose(rls.jacobian.numpy(), expected, rtol=1e-9, atol=1e-11)
+
+
+def test_rls_tends_to_least_squares_and_vjp(device):
+    dX, A = rand(30, 6, 10), rand(31, 4, 6)
+    rls = RecursiveLeastSquares(4, 6, delta=1e-10, device=device)
+    rls.update(torch.as_tensor(dX).to(device), torch.as_tensor(A @ dX).to(device))
+    assert rls.jacobian.device.type == device.type
+    np.testing.assert_allclose(rls.jacobian.cpu().numpy(), A, atol=1e-8)
+    g = rand(32, 4)
+    np.testing.assert_allclose(rls.vjp(g), g @ A, atol=1e-8)
+
+
+def test_rls_bad_input():
+    with pytest.raises(ValueError, match=r"forgetting: expected a number in \(0, 1\], got 1.5"):
+        RecursiveLeastSquares(4, 6, forgetting=1.5)
+    with pytest.raises(ValueError, match=r"delta: expected a positive finite number, got 0.0"):
+        RecursiveLeastSquares(4, 6, delta=0.0)
+    with pytest.raises(TypeError, match="n_out: expected a positive int, got float"):
+        RecursiveLeastSquares(4.0, 6)
+    with pytest.raises(
+        ValueError, match=r"initial: expected shape \(4, 6\) \(n_out, n_in\), got \(6, 4\)"
+    ):
+        RecursiveLeastSquares(4, 6, initial=np.zeros((6, 4)))
+    rls = RecursiveLeastSquares(4, 6)
+    with pytest.raises(ValueError, match=r"dx: expected shape \(6,\) or \(6, k\), got \(4,\)"):
+        rls.update(rand(0, 4), rand(1, 6))
+    with pytest.raises(ValueError, match="have zero length"):
+        rls.update(np.zeros(6), rand(1, 4))
+    with pytest.raises(ValueError, match="df: expected finite values"):
+        rls.update(rand(0, 6), np.full(4, np.nan))
+    with pytest.raises(ValueError, match=r"g: expected shape \(4,\)"):
+        rls.vjp(rand(0, 6))
+
+
+# ---------------------------------------------------------------------------
+# SPSA and forward gradients
+
+
+def linear(A):
+    return lambda v: A @ v
+
+
+@pytest.mark.parametrize(("distribution", "factor"), [("rademacher", -1), ("gaussian", 1)])
+def test_spsa_unbiased_with_the_predicted_variance(distribution, factor):
+    """On a linear map E||est - J^T g||^2 = (m + factor) ||J^T g||^2 / k."""
+    m, k, runs = 6, 50, 200
+    A, g = rand(40, 4, m), rand(41, 4)
+    exact = g @ A
+    gen = torch.Generator().manual_seed(0)
+    estimates = np.stack(
+        [
+            spsa_vjp(linear(A), np.zeros(m), g, k, 0.5, gen, distribution=distribution)
+            for _ in range(runs)
+        ]
+    )
+    mse = np.mean(np.sum((estimates - exact) ** 2, axis=1))
+    predicted = (m + factor) * (exact @ exact) / k
+    assert 0.75 * predicted < mse < 1.3 * predicted
+    # unbiased: the mean of runs * k samples is within 4 standard errors
+    standard_error = np.sqrt(predicted / runs)
+    assert np.linalg.norm(estimates.mean(axis=0) - exact) < 4 * standard_error
+
+
+def test_spsa_error_shrinks_like_inverse_sqrt_k():
+    f = smooth_test_function(m=6, n=4, seed=3)
+    x, g = f.x0, rand(42, 4)
+    exact = g @ f.jacobian(x)
+    gen = np.random.default_rng(0)
+
+    def rms(k):
+        errors = [vjp_relative_error(spsa_vjp(f, x, g, k, 1e-4, gen), exact) for _ in range(40)]
+        return np.sqrt(np.mean(np.square(errors)))
+
+    ratio = rms(10) / rms(1000)
+    assert 7 < ratio < 14  # sqrt(100) = 10
+
+
+def test_spsa_in_one_dimension_is_the_central_difference():
+    f = lambda v: np.array([np.sin(v[0]), v[0] ** 3])  # noqa: E731
+    x, g, c = np.array([0.3]), np.array([2.0, -1.0]), 1e-3
+    central = g @ ((f(x + c) - f(x - c)) / (2 * c))
+    np.testing.assert_allclose(spsa_vjp(f, x, g, 5, c), central, rtol=1e-12)
+
+
+def test_spsa_tensor_input(device):
+    x = torch.as_tensor(rand(43, 6)).to(device)
+    g = torch.as_tensor(rand(44, 4)).to(device)
+    out = spsa_vjp(torch_twin, x, g, 3, 1e-4, torch.Generator().manual_seed(0))
+    assert isinstance(out, torch.Tensor) and out.shape == (6,) and out.device.type == device.type
+
+
+def test_spsa_bad_input():
+    x, g = rand(0, 6), rand(1, 4)
+    with pytest.raises(
+        ValueError, match=r"g: expected 4 entries \(the size of fun's output\), got 3"
+    ):
+        spsa_vjp(F, x, g[:3], 2, 1e-3)
+    with pytest.raises(ValueError, match=r"c: expected a positive finite number, got 0.0"):
+        spsa_vjp(F, x, g, 2, 0.0)
+    with pytest.raises(ValueError, match="num_samples: expected a positive int, got 0"):
+        spsa_vjp(F, x, g, 0, 1e-3)
+    with pytest.raises(ValueError, match="distribution: expected 'rademacher' or 'gaussian'"):
+        spsa_vjp(F, x, g, 2, 1e-3, distribution="uniform")
+    with pytest.raises(ValueError, match="fun: returned non-finite values"):
+        spsa_vjp(lambda v: np.full(4, np.nan), x, g, 2, 1e-3)
+
+
+def test_vjp_relative_error():
+    assert vjp_relative_error(np.array([1.0, 1.0]), np.array([1.0, 0.0])) == pytest.approx(1.0)
+    assert vjp_relative_error(np.array([3.0, 4.0]), np.zeros(2)) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match=r"estimate: expected the reference's shape \(2,\)"):
+        vjp_relative_error(np.zeros(3), np.zeros(2))
+
+
+# ---------------------------------------------------------------------------
+# wrap_blackbox
+
+
+def test_wrap_blackbox_passes_gradcheck_with_defaults():
+    model = wrap_blackbox(F)
+    x = torch.as_tensor(rand(50, 6)).requires_grad_(True)
+    assert torch.autograd.gradcheck(model, (x,))
+    batch = torch.as_tensor(rand(51, 3, 6)).requires_grad_(True)
+    assert torch.autograd.gradcheck(model, (batch,))
+
+
+def test_wrap_blackbox_scalar_output_gradcheck():
+    model = wrap_blackbox(lambda v: np.sum(np.sin(v)) + v[0] * v[1])
+    x = torch.as_tensor(rand(52, 3)).requires_grad_(True)
+    assert model(x).shape == ()
+    assert torch.autograd.gradcheck(model, (x,))
+
+
+def test_wrap_blackbox_matches_autograd_and_keeps_dtype_device(device, dtype):
+    model = wrap_blackbox(F)
+    x = torch.as_tensor(rand(53, 2, 6)).to(device, dtype).requires_grad_(True)
+    y = model(x)
+    assert y.shape == (2, 4) and y.dtype == dtype and y.device.type == device.type
+    w = torch.as_tensor(rand(54, 2, 4)).to(device, dtype)
+    (y * w).sum().backward()
+    assert x.grad.dtype == dtype and x.grad.device.type == device.type
+    x64 = x.detach().double().cpu()
+    expected = np.stack(
+        [w[b].double().cpu().numpy() @ F.jacobian(x64[b].numpy()) for b in range(2)]
+    )
+    tol = 1e-8 if dtype == torch.float64 else 1e-5
+    np.testing.assert_allclose(x.grad.double().cpu().numpy(), expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        y.detach().double().cpu().numpy(), np.stack([F(r) for r in x64.numpy()]), rtol=tol
+    )
+
+
+@pytest.mark.parametrize(("jacobian", "calls"), [("central", 12), ("forward", 6), ("backward", 6)])
+def test_wrap_blackbox_evaluation_counts(jacobian, calls):
+    counted = EvaluationCounter(F)
+    model = wrap_blackbox(counted, jacobian=jacobian)
+    x = torch.as_tensor(rand(55, 2, 6)).requires_grad_(True)
+    y = model(x)
+    assert counted.calls == 2
+    y.sum().backward()
+    assert counted.calls == 2 + 2 * calls
+
+
+def test_wrap_blackbox_analytic_jacobian_is_exact():
+    model = wrap_blackbox(F, jacobian=F.jacobian)
+    x = torch.as_tensor(rand(56, 6)).requires_grad_(True)
+    model(x).sum().backward()
+    np.testing.assert_allclose(
+        x.grad.numpy(), autograd_jacobian(x.detach().numpy()).sum(0), rtol=1e-13
+    )
+
+
+def test_wrap_blackbox_refuses_double_backward():
+    model = wrap_blackbox(F)
+    w = torch.as_tensor(rand(57, 6)).requires_grad_(True)
+    loss = (model(w**2) ** 2).sum()
+    (grad,) = torch.autograd.grad(loss, w, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"wrap_blackbox: the VJP .* cannot be differentiated"):
+        torch.autograd.grad(grad.sum(), w, retain_graph=True)
+    with pytest.raises(RuntimeError, match="cannot be differentiated again"):
+        grad.sum().backward()
+    # first-order use with create_graph=True still works and is right
+    np.testing.assert_allclose(
+        grad.detach().numpy(),
+        2
+        * w.detach().numpy()
+        * (2 * F(w.detach().numpy() ** 2) @ F.jacobian(w.detach().numpy() ** 2)),
+        rtol=1e-8,
+    )
+
+
+def test_wrap_blackbox_no_grad_needed():
+    model = wrap_blackbox(EvaluationCounter(F))
+    y = model(torch.as_tensor(rand(58, 6)))
+    assert not y.requires_grad and model.fun.calls == 1
+
+
+def test_wrap_blackbox_bad_input():
+    with pytest.raises(ValueError, match="jacobian: expected 'central', 'forward', 'backward'"):
+        wrap_blackbox(F, jacobian="exact")
+    with pytest.raises(ValueError, match="eps: only used with jacobian="):
+        wrap_blackbox(F, jacobian=SPSA(), eps=1e-3)
+    with pytest.raises(TypeError, match="fun: expected a callable, got int"):
+        wrap_blackbox(3)
+    model = wrap_blackbox(F)
+    with pytest.raises(
+        TypeError, match=r"x: expected a floating-point tensor, got dtype torch.int64"
+    ):
+        model(torch.arange(6))
+    with pytest.raises(ValueError, match=r"x: expected shape \(m,\) or a batch \(B, m\)"):
+        model(torch.zeros(2, 2, 6))
+    with pytest.raises(ValueError, match="fun: returned non-finite values"):
+        wrap_blackbox(lambda v: np.full(2, np.inf))(torch.tensor([-1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"fun: expected an output of shape \(n,\) or a scalar"):
+        wrap_blackbox(lambda v: np.ones((2, 2)))(torch.zeros(3))
+
+
+def test_wrap_blackbox_non_finite_during_backward():
+    def cliff(v):
+        return np.where(v > 1.0 + 1e-9, np.nan, v**2)
+
+    x = torch.tensor([1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    y = wrap_blackbox(cliff)(x)
+    with pytest.raises(ValueError, match=r"non-finite values .* during the VJP estimate"):
+        y.sum().backward()
+
+
+# ---------------------------------------------------------------------------
+# gradiator
+
+
+def test_gradiator_with_the_exact_vjp_passes_gradcheck():
+    op = gradiator(torch_twin, lambda x, g: g @ torch.autograd.functional.jacobian(torch_twin, x))
+    x = torch.as_tensor(rand(60, 6)).requires_grad_(True)
+    assert torch.autograd.gradcheck(op, (x,))
+
+
+def test_gradiator_with_a_rank_one_estimate_fails_gradcheck():
+    dx = torch.as_tensor(rand(61, 6)) * 1e-6
+
+    def rank_one(x, g):
+        df = torch_twin(x + dx) - torch_twin(x)
+        return g @ rank_one_jacobian(dx, df)
+
+    op = gradiator(torch_twin, rank_one)
+    x = torch.as_tensor(rand(62, 6)).requires_grad_(True)
+    assert not torch.autograd.gradcheck(op, (x,), raise_exception=False)
+    # ... but it is right along the probe direction
+    g = torch.as_tensor(rand(63, 4))
+    exact = g @ torch.autograd.functional.jacobian(torch_twin, x.detach())
+    unit = dx / dx.norm()
+    np.testing.assert_allclose(
+        float(rank_one(x.detach(), g) @ unit), float(exact @ unit), rtol=1e-5
+    )
+
+
+def test_gradiator_numpy_black_box_keeps_dtype_and_device(device, dtype):
+    op = gradiator(F, lambda x, g: g @ F.jacobian(x), numpy=True)
+    x = torch.as_tensor(rand(64, 6)).to(device, dtype).requires_grad_(True)
+    y = op(x)
+    assert y.dtype == dtype and y.device.type == device.type
+    y.sum().backward()
+    assert x.grad.dtype == dtype and x.grad.device.type == device.type
+    expected = F.jacobian(x.detach().cpu().double().numpy()).sum(0)
+    np.testing.assert_allclose(x.grad.cpu().double().numpy(), expected, rtol=1e-5)
+
+
+def test_gradiator_batched_input():
+    def fun(x):
+        return x**2
+
+    op = gradiator(fun, lambda x, g: 2 * x * g)
+    x = torch.as_tensor(rand(65, 3, 5)).requires_grad_(True)
+    assert torch.autograd.gradcheck(op, (x,))
+
+
+def test_gradiator_wrong_shape_is_reported():
+    op = gradiator(torch_twin, lambda x, g: g)  # returns (n,), not (m,)
+    x = torch.as_tensor(rand(66, 6)).requires_grad_(True)
+    with pytest.raises(
+        ValueError, match=r"grad_fun: expected a gradient of the input's shape \(6,\), got \(4,\)"
+    ):
+        op(x).sum().backward()
+
+
+def test_gradiator_refuses_double_backward_and_bad_input():
+    op = gradiator(torch_twin, lambda x, g: g @ torch.autograd.functional.jacobian(torch_twin, x))
+    w = torch.as_tensor(rand(67, 6)).requires_grad_(True)
+    (grad,) = torch.autograd.grad((op(w * 2) ** 2).sum(), w, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"gradiator: the VJP .* cannot be differentiated"):
+        torch.autograd.grad(grad.sum(), w)
+    with pytest.raises(TypeError, match="grad_fun: expected a callable"):
+        gradiator(torch_twin, None)
+    with pytest.raises(TypeError, match=r"x: expected a floating-point torch.Tensor, got ndarray"):
+        op(rand(0, 6))
+
+
+# ---------------------------------------------------------------------------
+# Estimator objects
+
+
+def test_fd_estimator_and_spsa_estimator_vjps():
+    x, g = rand(70, 6), rand(71, 4)
+    exact = g @ F.jacobian(x)
+    fd = FiniteDifferences("central")
+    np.testing.assert_allclose(fd.vjp(F, x, F(x), g), exact, atol=1e-9)
+    one_sample = SPSA(num_samples=1, c=1e-5, generator=torch.Generator().manual_seed(0))
+    est = one_sample.vjp(F, x, F(x), g)
+    # one Rademacher sample: (u . v) u, whose projection on u is exact
+    u = np.sign(est / np.dot(exact, np.sign(est))) if np.any(est) else np.ones(6)
+    np.testing.assert_allclose(np.abs(est), np.abs(u * (u @ exact)), rtol=1e-6)
+    with pytest.raises(ValueError, match="method: expected one of"):
+        FiniteDifferences("exact")
+
+
+@pytest.mark.parametrize("update", ["broyden", "rls"])
+def test_tracker_converges_on_a_linear_map(update):
+    A = rand(72, 4, 6)
+    tracker = JacobianTracker(
+        update=update, probes=2, initial="zeros", delta=1e-8, generator=np.random.default_rng(0)
+    )
+    x = rand(73, 6)
+    for _ in range(100):  # Broyden: error ~ (1 - 1/6)^(200/2) ~ 1e-8
+        tracker.vjp(linear(A), x, A @ x, np.ones(4))
+    assert tracker.evaluations == 200
+    np.testing.assert_allclose(tracker.jacobian, A, atol=1e-6)
+
+
+def test_tracker_with_forgetting_follows_a_moving_point():
+    """Along a path, RLS with forgetting tracks J(x_t); without forgetting it averages the past."""
+    f = smooth_test_function(m=6, n=4, seed=3)
+    path = [f.x0 + 0.15 * t * np.linspace(-1, 1, 6) for t in range(60)]
+    errors = {}
+    for lam in (1.0, 0.7):
+        tracker = JacobianTracker(
+            update="rls",
+            probes=3,
+            forgetting=lam,
+            initial="forward",
+            step_secants=False,
+            generator=np.random.default_rng(1),
+        )
+        for x in path:
+            tracker.vjp(f, x, f(x), np.ones(4))
+        J = f.jacobian(path[-1])
+        errors[lam] = np.linalg.norm(tracker.jacobian - J) / np.linalg.norm(J)
+    assert errors[0.7] < 0.1 and errors[1.0] > 0.3
+
+
+def test_tracker_counts_the_initial_differences_and_probes():
+    counted = EvaluationCounter(F)
+    tracker = JacobianTracker(probes=3, generator=torch.Generator().manual_seed(0))
+    model = wrap_blackbox(counted, jacobian=tracker)
+    x = torch.as_tensor(rand(74, 6)).requires_grad_(True)
+    model(x).sum().backward()
+    assert tracker.evaluations == 6 + 3 and counted.calls == 1 + 6 + 3
+    with pytest.raises(ValueError, match="update: expected 'broyden' or 'rls'"):
+        JacobianTracker(update="bfgs")
+
+
+# ---------------------------------------------------------------------------
+# The pendulum
+
+
+def test_pendulum_matches_an_independent_integrator():
+    pendulum = DrivenPendulum()
+    theta = 0.8 * rand(80, 8)
+
+    def rhs(t, s):
+        return [s[1], -np.sin(s[0]) - pendulum.damping * s[1] + pendulum.torque(theta, t)]
+
+    sol = solve_ivp(
+        rhs,
+        (0, pendulum.horizon),
+        [0.0, 0.0],
+        method="DOP853",
+        t_eval=pendulum.times,
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(pendulum(theta), sol.y[0], atol=1e-8)
+
+
+def test_pendulum_sensitivities_match_central_differences():
+    pendulum = DrivenPendulum(num_params=4, num_obs=10)
+    theta = 0.8 * rand(81, 4)
+    q, J = pendulum.simulate_with_jacobian(theta)
+    np.testing.assert_allclose(q, pendulum(theta), atol=1e-9)
+    # a step of 1e-4: the adaptive solver's own noise (rtol 1e-10) swamps smaller ones
+    J_fd = finite_difference_jacobian(pendulum, theta, eps=1e-4)
+    np.testing.assert_allclose(J, J_fd, atol=1e-5 * np.abs(J).max())
+    with pytest.raises(
+        ValueError, match=r"theta: expected shape \(4,\) \(one weight per torque bump\)"
+    ):
+        pendulum(np.zeros(5))
+
+
+# ---------------------------------------------------------------------------
+# Training through a black box
+
+
+def test_fit_through_blackbox_reaches_the_least_squares_fit():
+    A = rand(90, 12, 3)
+    theta_star = np.array([0.5, -1.0, 2.0])
+    data = A @ theta_star + 0.01 * rand(91, 12)
+    best = np.linalg.lstsq(A, data, rcond=None)[0]
+    floor = np.mean((A @ best - data) ** 2)
+    history = fit_through_blackbox(
+        lambda t: A @ t, data, np.zeros(3), "forward", budget=2000, lr=0.05
+    )
+    assert history.evaluations[-1] >= 2000 > history.evaluations[-2]
+    assert history.evaluations[0] == 4  # one forward pass + three forward differences
+    assert history.loss[0] == pytest.approx(np.mean(data**2))
+    assert history.final_loss < floor * 1.01
+    np.testing.assert_allclose(history.theta, best, atol=1e-2)
+
+
+def test_fit_through_blackbox_with_the_exact_jacobian_on_the_pendulum():
+    pendulum = DrivenPendulum(num_params=3, num_obs=8, horizon=4.0)
+    theta_star = np.array([0.4, -0.3, 0.2])
+    data = pendulum(theta_star)
+    history = fit_through_blackbox(
+        pendulum, data, np.zeros(3), pendulum.jacobian, budget=40, lr=0.05
+    )
+    assert len(history.loss) == 40 and history.final_loss < 0.05 * history.loss[0]
