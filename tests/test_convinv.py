@@ -1,0 +1,525 @@
+"""Tests of gradbook.convinv against independent references.
+
+References: ``F.pad(..., mode="circular")`` + ``F.conv2d``, the defining phase
+sum of the symbol, a dense operator matrix built index by index, the adjoint
+identity, ``torch.linalg.pinv`` / ``svdvals`` / ``solve`` of that dense matrix,
+numpy's ``lstsq`` and scipy's ``lsqr``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TOLERANCES
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse.linalg import lsqr
+
+from gradbook.convinv import (
+    SolveInfo,
+    apply_symbol,
+    cgls,
+    circular_preconditioner,
+    conv2d_circular,
+    conv2d_circular_adjoint,
+    conv2d_linear_operator,
+    conv2d_matrix,
+    conv2d_pinv,
+    conv2d_zeros,
+    conv2d_zeros_adjoint,
+    conv_pinv_symbol,
+    conv_singular_values,
+    conv_symbol,
+    conv_symbol_naive,
+)
+
+SIZES = [(8, 8), (7, 9), (6, 5), (5, 6), (2, 3)]
+
+
+def randn(generator, *shape, dtype=torch.float64, device="cpu"):
+    return torch.randn(*shape, generator=generator, dtype=torch.float64).to(device, dtype)
+
+
+def well_conditioned(generator, c_out, c_in, k=3, dtype=torch.float64, device="cpu"):
+    """A kernel close to a channel-mixing identity: every A(w) well conditioned."""
+    w = 0.05 * randn(generator, c_out, c_in, k, k)
+    w[:, :, k // 2, k // 2] += torch.eye(c_out, c_in, dtype=torch.float64)
+    return w.to(device, dtype)
+
+
+def dense_apply(matrix, x):
+    """Apply a dense operator matrix to each sample of a (B, C, H, W) batch."""
+    out = x.reshape(x.shape[0], -1) @ matrix.T
+    return out.reshape(x.shape[0], -1, *x.shape[-2:])
+
+
+def tikhonov_dense(A, y, reg):
+    """min ||A x - y||^2 + reg ||x||^2 per sample, by QR least squares on [A; sqrt(reg) I]."""
+    n = A.shape[1]
+    stacked = torch.cat([A, reg**0.5 * torch.eye(n, dtype=A.dtype)])
+    rhs = torch.cat([y.reshape(y.shape[0], -1).T, torch.zeros(n, y.shape[0], dtype=y.dtype)])
+    x = torch.linalg.lstsq(stacked, rhs, driver="gelsd").solution.T
+    return x.reshape(y.shape[0], -1, *y.shape[-2:])
+
+
+def relative(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+# --------------------------------------------------------------------------- forward operators
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("kernel", [(3, 3), (3, 5), (1, 1), (5, 3)])
+def test_circular_matches_circular_pad(device, dtype, generator, size, kernel):
+    H, W = size
+    kh, kw = kernel
+    if kh // 2 > H or kw // 2 > W:
+        pytest.skip("F.pad cannot wrap more than once")
+    weight = randn(generator, 3, 2, kh, kw, dtype=dtype, device=device)
+    x = randn(generator, 4, 2, H, W, dtype=dtype, device=device)
+    expected = F.conv2d(F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), mode="circular"), weight)
+    got = conv2d_circular(x, weight)
+    rtol, atol = TOLERANCES[dtype]
+    assert got.shape == (4, 3, H, W) and got.dtype == dtype and got.device.type == device.type
+    torch.testing.assert_close(got, expected, rtol=rtol, atol=10 * atol)
+
+
+def test_circular_unbatched_and_kernel_larger_than_image(generator):
+    weight = randn(generator, 2, 3, 5, 5)
+    x = randn(generator, 3, 2, 1)  # the kernel wraps around the 2 x 1 image several times
+    got = conv2d_circular(x, weight)
+    assert got.shape == (2, 2, 1)
+    expected = conv2d_matrix(weight, (2, 1), "circular") @ x.reshape(-1)
+    torch.testing.assert_close(got.reshape(-1), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("padding", ["circular", "zeros"])
+def test_dense_matrix_matches_conv2d(generator, size, padding):
+    weight = randn(generator, 3, 2, 3, 5)
+    x = randn(generator, 2, 2, *size)
+    if padding == "circular":
+        reference = F.conv2d(F.pad(x, (2, 2, 1, 1), mode="circular"), weight)
+    else:
+        reference = F.conv2d(x, weight, padding=(1, 2))
+    matrix = conv2d_matrix(weight, size, padding)
+    assert matrix.shape == (3 * size[0] * size[1], 2 * size[0] * size[1])
+    torch.testing.assert_close(dense_apply(matrix, x), reference, rtol=1e-12, atol=1e-12)
+
+
+def test_zero_padding_is_the_askers_conv2d(device, generator):
+    weight = randn(generator, 4, 4, 3, 3, device=device)
+    x = randn(generator, 2, 4, 9, 8, device=device)
+    torch.testing.assert_close(conv2d_zeros(x, weight), F.conv2d(x, weight, padding=1))
+
+
+@pytest.mark.parametrize("padding", ["circular", "zeros"])
+@pytest.mark.parametrize("size", [(8, 8), (7, 6)])
+def test_adjoint_identity(device, generator, padding, size):
+    weight = randn(generator, 3, 5, 3, 3, device=device)
+    x = randn(generator, 2, 5, *size, device=device)
+    y = randn(generator, 2, 3, *size, device=device)
+    if padding == "circular":
+        ax, aty = conv2d_circular(x, weight), conv2d_circular_adjoint(y, weight)
+    else:
+        ax, aty = conv2d_zeros(x, weight), conv2d_zeros_adjoint(y, weight)
+    lhs, rhs = (ax * y).sum(), (x * aty).sum()
+    assert abs(lhs - rhs).item() <= 1e-12 * abs(lhs).item()
+    # and against the transpose of the dense matrix
+    matrix = conv2d_matrix(weight.cpu(), size, padding)
+    torch.testing.assert_close(aty.cpu(), dense_apply(matrix.T, y.cpu()), rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- the symbol
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_symbol_matches_phase_formula(generator, size):
+    weight = randn(generator, 3, 2, 3, 5)
+    symbol = conv_symbol(weight, size)
+    H, W = size
+    assert symbol.shape == (H, W // 2 + 1, 3, 2) and symbol.dtype == torch.complex128
+    naive = conv_symbol_naive(weight, size)
+    torch.testing.assert_close(symbol, naive[:, : W // 2 + 1], rtol=1e-12, atol=1e-12)
+    # the other half plane is the complex conjugate: A(-w) = conj(A(w))
+    u, v = torch.arange(H), torch.arange(W)
+    mirror = naive[(-u) % H][:, (-v) % W]
+    torch.testing.assert_close(mirror, naive.conj(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_symbol_diagonalises_circular_conv(device, dtype, generator, size):
+    weight = randn(generator, 3, 4, 3, 3, dtype=dtype, device=device)
+    x = randn(generator, 2, 4, *size, dtype=dtype, device=device)
+    symbol = conv_symbol(weight, size)
+    assert symbol.dtype == (torch.complex128 if dtype == torch.float64 else torch.complex64)
+    expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), weight)
+    got = apply_symbol(x, symbol)
+    assert got.shape == expected.shape and got.dtype == dtype
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert relative(got, expected) < tol
+
+
+def test_symbol_needs_flip_and_centre_roll(generator):
+    """The two classic slips give a wrong operator: no flip (convolution) and no roll (a shift)."""
+    weight = randn(generator, 2, 2, 3, 3)
+    x = randn(generator, 1, 2, 8, 8)
+    expected = conv2d_circular(x, weight)
+    kernel = torch.zeros(2, 2, 8, 8, dtype=torch.float64)
+    kernel[:, :, :3, :3] = weight
+    unflipped = torch.fft.rfft2(torch.roll(kernel, (-1, -1), dims=(2, 3))).permute(2, 3, 0, 1)
+    assert relative(apply_symbol(x, unflipped), expected) > 0.1
+    flipped = torch.zeros_like(kernel)
+    flipped[:, :, :3, :3] = weight.flip(-2, -1)
+    unrolled = torch.fft.rfft2(flipped).permute(2, 3, 0, 1)
+    shifted = apply_symbol(x, unrolled)
+    assert relative(shifted, expected) > 0.1
+    torch.testing.assert_close(torch.roll(shifted, (-1, -1), dims=(2, 3)), expected)
+    rolled = torch.fft.rfft2(torch.roll(flipped, (-1, -1), dims=(2, 3))).permute(2, 3, 0, 1)
+    torch.testing.assert_close(apply_symbol(x, rolled), expected)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    H=st.integers(1, 9),
+    W=st.integers(1, 9),
+    c_out=st.integers(1, 3),
+    c_in=st.integers(1, 3),
+    kh=st.sampled_from([1, 3, 5]),
+    kw=st.sampled_from([1, 3, 5]),
+    seed=st.integers(0, 2**16),
+)
+def test_symbol_property(H, W, c_out, c_in, kh, kw, seed):
+    gen = torch.Generator().manual_seed(seed)
+    weight = randn(gen, c_out, c_in, kh, kw)
+    x = randn(gen, 2, c_in, H, W)
+    reference = dense_apply(conv2d_matrix(weight, (H, W), "circular"), x)
+    scale = 1 + reference.abs().max()
+    assert (apply_symbol(x, conv_symbol(weight, (H, W))) - reference).abs().max() < 1e-12 * scale
+    assert (conv2d_circular(x, weight) - reference).abs().max() < 1e-12 * scale
+
+
+def test_symbol_is_differentiable(generator):
+    weight = randn(generator, 2, 2, 3, 3).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda w: torch.view_as_real(conv_symbol(w, (4, 5))), weight)
+
+
+# --------------------------------------------------------------------------- singular values
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("channels", [(3, 3), (2, 4), (4, 2)])
+def test_singular_values_are_the_union_over_frequencies(generator, size, channels):
+    weight = randn(generator, *channels, 3, 3)
+    got = conv_singular_values(weight, size)
+    dense = torch.linalg.svdvals(conv2d_matrix(weight, size, "circular"))
+    n = min(channels) * size[0] * size[1]
+    assert got.shape == (n,)
+    assert bool((got[:-1] >= got[1:]).all())
+    torch.testing.assert_close(got, dense[:n], rtol=1e-10, atol=1e-12)
+    assert dense[n:].abs().max().item() < 1e-12 if dense.numel() > n else True
+
+
+def test_singular_values_float32_and_device(device, generator):
+    weight = randn(generator, 3, 3, 3, 3, dtype=torch.float32, device=device)
+    got = conv_singular_values(weight, (6, 6))
+    assert got.dtype == torch.float32 and got.device.type == device.type
+    dense = np.linalg.svd(conv2d_matrix(weight.cpu().double(), (6, 6)).numpy(), compute_uv=False)
+    np.testing.assert_allclose(got.cpu().numpy(), dense, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- circular pinv
+
+
+@pytest.mark.parametrize("size", [(6, 6), (5, 7), (4, 5)])
+@pytest.mark.parametrize("channels", [(3, 3), (2, 4), (4, 2)])
+def test_circular_pinv_matches_dense_pinv(device, generator, size, channels):
+    weight = randn(generator, *channels, 3, 3, device=device)
+    y = randn(generator, 3, channels[0], *size, device=device)
+    got = conv2d_pinv(y, weight)
+    dense = torch.linalg.pinv(conv2d_matrix(weight.cpu(), size, "circular"))
+    assert got.shape == (3, channels[1], *size)
+    torch.testing.assert_close(got.cpu(), dense_apply(dense, y.cpu()), rtol=1e-10, atol=1e-12)
+
+
+def penrose_residuals(A, X):
+    return [
+        ((A @ X @ A - A).norm() / A.norm()).item(),
+        ((X @ A @ X - X).norm() / X.norm()).item(),
+        ((A @ X - (A @ X).T).norm() / (A @ X).norm()).item(),
+        ((X @ A - (X @ A).T).norm() / (X @ A).norm()).item(),
+    ]
+
+
+@pytest.mark.parametrize("channels", [(3, 3), (2, 3), (3, 2)])
+def test_circular_pinv_satisfies_penrose_conditions(generator, channels):
+    size = (5, 6)
+    weight = randn(generator, *channels, 3, 3)
+    A = conv2d_matrix(weight, size, "circular")
+    # the matrix of x = conv2d_pinv(y): apply it to every basis vector of the output space
+    basis = torch.eye(A.shape[0], dtype=torch.float64).reshape(-1, channels[0], *size)
+    X = conv2d_pinv(basis, weight).reshape(A.shape[0], -1).T
+    assert max(penrose_residuals(A, X)) < 1e-12
+
+
+def test_circular_pinv_rank_deficient_kernel(generator):
+    """A Laplacian per channel kills the constant image: A(0) = 0 exactly, and rounding must not
+    turn a 1e-17 singular value into a 1e17 gain (the cutoff is relative to the global maximum)."""
+    lap = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=torch.float64)
+    mix = torch.tensor([[1.0, 0.5], [0.2, 1.0]], dtype=torch.float64)
+    weight = mix[:, :, None, None] * lap
+    y = randn(generator, 2, 2, 6, 8)
+    got = conv2d_pinv(y, weight)
+    dense = torch.linalg.pinv(conv2d_matrix(weight, (6, 8), "circular"))
+    torch.testing.assert_close(got, dense_apply(dense, y), rtol=1e-10, atol=1e-12)
+    assert got.mean(dim=(2, 3)).abs().max().item() < 1e-13  # nothing in the null space
+
+
+def test_circular_pinv_zero_kernel_and_zero_data(generator):
+    weight = torch.zeros(2, 2, 3, 3, dtype=torch.float64)
+    y = randn(generator, 1, 2, 4, 4)
+    assert torch.equal(conv2d_pinv(y, weight), torch.zeros_like(y))
+    kernel = randn(generator, 2, 2, 3, 3)
+    assert torch.equal(conv2d_pinv(torch.zeros_like(y), kernel), torch.zeros_like(y))
+
+
+def test_circular_pinv_inverts_circular_conv(device, dtype, generator):
+    weight = well_conditioned(generator, 4, 4, dtype=dtype, device=device)
+    x = randn(generator, 2, 4, 9, 10, dtype=dtype, device=device)
+    got = conv2d_pinv(conv2d_circular(x, weight), weight)
+    assert got.dtype == dtype and got.device.type == device.type
+    assert relative(got, x) < (1e-13 if dtype == torch.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("reg", [1e-3, 0.5, 10.0])
+def test_circular_tikhonov_matches_dense(generator, reg):
+    weight = randn(generator, 2, 3, 3, 3)
+    y = randn(generator, 2, 2, 5, 6)
+    A = conv2d_matrix(weight, (5, 6), "circular")
+    got = conv2d_pinv(y, weight, reg=reg)
+    torch.testing.assert_close(got, tikhonov_dense(A, y, reg), rtol=1e-10, atol=1e-12)
+
+
+def test_pinv_symbol_shape_and_rcond(generator):
+    weight = randn(generator, 2, 3, 3, 3)
+    B = conv_pinv_symbol(weight, (4, 6))
+    assert B.shape == (4, 4, 3, 2) and B.dtype == torch.complex128
+    # an rcond above every singular value zeroes everything
+    assert conv_pinv_symbol(weight, (4, 6), rcond=1.01).abs().max().item() == 0.0
+
+
+# --------------------------------------------------------------------------- zero padding
+
+
+def test_fft_answer_is_not_exact_for_zero_padding(generator):
+    """The seed's shortcut: the circular inverse applied to the real conv2d output."""
+    weight = well_conditioned(generator, 3, 3)
+    x = randn(generator, 1, 3, 16, 16)
+    y = F.conv2d(x, weight, padding=1)
+    error = (conv2d_pinv(y, weight, "circular") - x).abs().sum(dim=1)[0]
+    interior, border = error[3:-3, 3:-3], error.clone()
+    border[3:-3, 3:-3] = 0
+    assert error.max().item() > 1e-3  # not exact ...
+    assert interior.max().item() < 0.1 * border.max().item()  # ... and wrong mostly at the border
+    exact = conv2d_pinv(y, weight, "zeros")
+    assert relative(exact, x) < 1e-8
+
+
+@pytest.mark.parametrize("channels", [(3, 3), (3, 2)])
+@pytest.mark.parametrize("preconditioner", [None, "circular"])
+def test_zeros_pinv_matches_dense_lstsq(device, generator, channels, preconditioner):
+    """Full column rank: the least-squares solution is unique; both variants must reach it."""
+    size = (6, 7)
+    weight = well_conditioned(generator, *channels, device=device)
+    y = randn(generator, 2, channels[0], *size, device=device)  # tall case: not in the range
+    got, info = conv2d_pinv(
+        y, weight, "zeros", preconditioner=preconditioner, tol=1e-12, return_info=True
+    )
+    A = conv2d_matrix(weight.cpu(), size, "zeros").numpy()
+    expected = np.linalg.lstsq(A, y.cpu().reshape(2, -1).numpy().T, rcond=None)[0].T
+    np.testing.assert_allclose(got.cpu().reshape(2, -1).numpy(), expected, rtol=0, atol=1e-10)
+    assert isinstance(info, SolveInfo) and info.converged and 0 < info.iterations < 1000
+    assert info.relative_residual.shape == (2,) and info.history[0] == 1.0
+    residual = np.linalg.norm(A @ expected.T - y.cpu().reshape(2, -1).numpy().T, axis=0)
+    np.testing.assert_allclose(info.residual_norm.cpu().numpy(), residual, rtol=1e-8, atol=1e-10)
+
+
+def test_zeros_pinv_minimum_norm_for_wide_kernels(generator):
+    """c_out < c_in: infinitely many exact solutions; CGLS from zero returns the smallest."""
+    size = (5, 5)
+    weight = randn(generator, 2, 3, 3, 3)
+    y = randn(generator, 1, 2, *size)
+    got = conv2d_pinv(y, weight, "zeros", tol=1e-13, max_iter=5000)
+    dense = torch.linalg.pinv(conv2d_matrix(weight, size, "zeros"))
+    torch.testing.assert_close(got, dense_apply(dense, y), rtol=0, atol=1e-8)
+
+
+def test_zeros_pinv_agrees_with_scipy_lsqr(generator):
+    size = (8, 8)
+    weight = well_conditioned(generator, 3, 3)
+    y = randn(generator, 1, 3, *size)
+    operator = conv2d_linear_operator(weight, size, "zeros")
+    reference = lsqr(operator, y.reshape(-1).numpy(), atol=1e-14, btol=1e-14, iter_lim=2000)[0]
+    got = conv2d_pinv(y, weight, "zeros", tol=1e-12)
+    np.testing.assert_allclose(got.reshape(-1).numpy(), reference, atol=1e-10)
+
+
+@pytest.mark.parametrize("preconditioner", [None, "circular"])
+def test_zeros_tikhonov_matches_dense(generator, preconditioner):
+    size, reg = (6, 5), 0.3
+    weight = randn(generator, 3, 3, 3, 3)  # ill-conditioned: the regularisation is what saves us
+    y = randn(generator, 2, 3, *size)
+    A = conv2d_matrix(weight, size, "zeros")
+    got = conv2d_pinv(y, weight, "zeros", reg=reg, preconditioner=preconditioner, tol=1e-12)
+    torch.testing.assert_close(got, tikhonov_dense(A, y, reg), rtol=0, atol=1e-9)
+
+
+def test_preconditioner_is_symmetric_positive_definite(generator):
+    weight = randn(generator, 2, 3, 3, 3)
+    apply_p = circular_preconditioner(weight, (4, 5), shift=1e-2)
+    basis = torch.eye(3 * 20, dtype=torch.float64).reshape(-1, 3, 4, 5)
+    P = apply_p(basis).reshape(60, 60).T
+    torch.testing.assert_close(P, P.T, rtol=0, atol=1e-12)
+    C = conv2d_matrix(weight, (4, 5), "circular")
+    damp = 1e-2 * torch.linalg.matrix_norm(C, ord=2) ** 2
+    expected = torch.linalg.inv(C.T @ C + damp * torch.eye(60, dtype=torch.float64))
+    torch.testing.assert_close(P, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_preconditioner_cuts_iterations_for_smooth_positive_kernels(generator):
+    blur = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=torch.float64) / 16
+    delta = torch.zeros(3, 3, dtype=torch.float64)
+    delta[1, 1] = 1
+    mix = torch.eye(3, dtype=torch.float64) + 0.3 * randn(generator, 3, 3)
+    weight = mix[:, :, None, None] * (blur + 0.1 * delta)
+    x = randn(generator, 1, 3, 16, 16)
+    y = conv2d_zeros(x, weight)
+    _, plain = conv2d_pinv(y, weight, "zeros", tol=1e-8, return_info=True)
+    _, pre = conv2d_pinv(
+        y,
+        weight,
+        "zeros",
+        tol=1e-8,
+        preconditioner="circular",
+        precond_shift=1e-5,
+        return_info=True,
+    )
+    assert plain.converged and pre.converged
+    assert pre.iterations * 4 < plain.iterations
+
+
+def test_zeros_solver_batch_is_independent(generator):
+    weight = well_conditioned(generator, 2, 2)
+    y = randn(generator, 3, 2, 5, 6)
+    y[1] = 0  # a zero right-hand side must give exactly zero, not NaN
+    batch = conv2d_pinv(y, weight, "zeros", tol=1e-12)
+    assert torch.isfinite(batch).all() and torch.equal(batch[1], torch.zeros_like(batch[1]))
+    for i in (0, 2):
+        single = conv2d_pinv(y[i], weight, "zeros", tol=1e-12)
+        torch.testing.assert_close(batch[i], single, rtol=0, atol=1e-12)
+
+
+def test_zeros_solver_limits_and_float32(device, generator):
+    weight = well_conditioned(generator, 3, 3, dtype=torch.float32, device=device)
+    x = randn(generator, 2, 3, 12, 12, dtype=torch.float32, device=device)
+    y = conv2d_zeros(x, weight)
+    got, info = conv2d_pinv(y, weight, "zeros", return_info=True)
+    assert got.dtype == torch.float32 and info.converged and info.tol == 1e-5
+    assert relative(got, x) < 1e-4
+    none, info0 = conv2d_pinv(y, weight, "zeros", max_iter=0, return_info=True)
+    assert info0.iterations == 0 and not info0.converged and torch.equal(none, torch.zeros_like(x))
+
+
+def test_cgls_on_a_dense_matrix(generator):
+    """The solver itself, on a plain random least-squares problem (numpy as the reference)."""
+    A = randn(generator, 30, 12)
+    b = randn(generator, 2, 30)
+    x, info = cgls(
+        lambda v: (v.reshape(2, 12) @ A.T).reshape(2, 30, 1, 1),
+        lambda r: (r.reshape(2, 30) @ A).reshape(2, 12, 1, 1),
+        b.reshape(2, 30, 1, 1),
+        (12, 1, 1),
+        tol=1e-13,
+    )
+    expected = np.linalg.lstsq(A.numpy(), b.numpy().T, rcond=None)[0].T
+    np.testing.assert_allclose(x.reshape(2, 12).numpy(), expected, atol=1e-11)
+    assert (
+        info.converged and info.iterations <= 13
+    )  # exact arithmetic: at most n steps (+ rounding)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda w, x: conv2d_circular(x, torch.zeros(2, 2, 2, 2, dtype=x.dtype)),
+            ValueError,
+            r"weight: expected an odd kernel size .* got 2 x 2",
+        ),
+        (lambda w, x: conv2d_circular(x, w[:, :1]), ValueError, r"x: expected 1 channels .* got 2"),
+        (lambda w, x: conv2d_pinv(x[:, :1], w), ValueError, r"y: expected 2 channels .* got 1"),
+        (lambda w, x: conv_symbol(w, (4,)), ValueError, r"size: expected a pair of ints"),
+        (lambda w, x: conv_symbol(w, (4, 0)), ValueError, r"size: expected positive"),
+        (lambda w, x: conv_symbol(w, 4), ValueError, r"size: expected a pair of ints"),
+        (
+            lambda w, x: conv2d_pinv(x, w, padding="same"),
+            ValueError,
+            r"padding: expected 'circular' or 'zeros', got 'same'",
+        ),
+        (
+            lambda w, x: conv2d_matrix(w, (3, 3), padding="reflect"),
+            ValueError,
+            r"padding: expected 'circular' or 'zeros', got 'reflect'",
+        ),
+        (lambda w, x: conv2d_pinv(x, w, reg=-1.0), ValueError, r"reg: expected a finite number"),
+        (
+            lambda w, x: conv2d_pinv(x, w, preconditioner="circular"),
+            ValueError,
+            r"preconditioner: only used with padding='zeros'",
+        ),
+        (
+            lambda w, x: conv2d_pinv(x, w, "zeros", preconditioner="jacobi"),
+            ValueError,
+            r"preconditioner: expected None or 'circular', got 'jacobi'",
+        ),
+        (lambda w, x: conv2d_pinv(x, w, "zeros", max_iter=-1), ValueError, r"max_iter"),
+        (
+            lambda w, x: conv2d_pinv(x.float(), w),
+            TypeError,
+            r"y: dtype torch.float32 differs from weight's dtype torch.float64",
+        ),
+        (
+            lambda w, x: conv2d_circular(x.long(), w),
+            TypeError,
+            r"x: expected dtype torch.float32 or torch.float64, got torch.int64",
+        ),
+        (
+            lambda w, x: conv2d_circular(x.numpy(), w),
+            TypeError,
+            r"x: expected a torch.Tensor, got ndarray",
+        ),
+        (
+            lambda w, x: conv_symbol(w[0], (4, 4)),
+            ValueError,
+            r"weight: expected a 4-D tensor \(c_out, c_in, kh, kw\), got shape \(2, 3, 3\)",
+        ),
+        (
+            lambda w, x: conv2d_circular(x[0, 0], w),
+            ValueError,
+            r"x: expected a \(B, C, H, W\) or \(C, H, W\) tensor, got shape \(4, 4\)",
+        ),
+        (lambda w, x: conv2d_matrix(w, (200, 200)), ValueError, r"meant for\s+small cases"),
+        (lambda w, x: conv_pinv_symbol(w, (4, 4), rcond=-1.0), ValueError, r"rcond"),
+    ],
+)
+def test_bad_input(call, error, message):
+    weight = torch.ones(2, 2, 3, 3, dtype=torch.float64)
+    x = torch.ones(1, 2, 4, 4, dtype=torch.float64)
+    with pytest.raises(error, match=message):
+        call(weight, x)
