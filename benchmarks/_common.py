@@ -27,18 +27,19 @@ def synchronize(device: torch.device | str = "cpu") -> None:
         torch.cuda.synchronize()
 
 
-def median_time(
+def timings(
     fn: Callable[[], Any],
+    device: torch.device | str = "cpu",
     *,
     repeat: int = 7,
     warmup: int = 2,
-    device: torch.device | str = "cpu",
     budget_s: float = 5.0,
-) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup``.
+) -> tuple[float, float]:
+    """``(median, best)`` wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup``.
 
-    Stops early (with at least three runs) once ``budget_s`` seconds are spent, so a
-    slow method cannot stall the whole benchmark.
+    The best run is the least disturbed by other work on a shared machine; the
+    median shows the typical cost. Stops early (with at least three runs) once
+    ``budget_s`` seconds are spent, so a slow method cannot stall a benchmark.
     """
     for _ in range(warmup):
         fn()
@@ -52,7 +53,12 @@ def median_time(
         times.append(time.perf_counter() - start)
         if len(times) >= 3 and time.perf_counter() - start_all > budget_s:
             break
-    return statistics.median(times)
+    return statistics.median(times), min(times)
+
+
+def median_time(fn: Callable[[], Any], **kwargs: Any) -> float:
+    """Median wall time of ``fn()`` in seconds; the arguments are those of :func:`timings`."""
+    return timings(fn, **kwargs)[0]
 
 
 def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -25,9 +25,7 @@ reduced sizes as a smoke test.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,26 +42,9 @@ from gradbook.convinv import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import synchronize, write_results
+from _common import timings, write_results
 
 DTYPE = torch.float64
-
-
-def timings(fn, device="cpu", repeat=7, warmup=1, budget_s=5.0):
-    """``(median, best)`` wall time of ``fn()`` over up to ``repeat`` runs after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    start_all = time.perf_counter()
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-        if len(times) >= 3 and time.perf_counter() - start_all > budget_s:
-            break
-    return statistics.median(times), min(times)
 
 
 def kernels(c, gen):

@@ -22,38 +22,14 @@ for a smoke test at reduced sizes.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import synchronize, write_results
-
-
-def timings(fn, device, repeat, warmup=2, budget_s=3.0):
-    """``(median, best)`` wall time of ``fn()`` in seconds over up to ``repeat`` runs.
-
-    The best (minimum) run is the least disturbed by other work on a shared
-    machine; the median shows typical cost. Stops after ``budget_s`` seconds
-    once three runs are in.
-    """
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    start_all = time.perf_counter()
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-        if len(times) >= 3 and time.perf_counter() - start_all > budget_s:
-            break
-    return statistics.median(times), min(times)
+from _common import timings, write_results
 
 
 def jacobian_methods(f, x, m):
