@@ -495,3 +495,28 @@ def test_theano_benchmark_script(tmp_path):
     }
     assert all(r["method"] == "Theano scan" and r["median_s"] > 0 for r in rows)
     assert max(r["max_abs_err"] for r in rows) < 1e-12
+
+
+def test_auto_probes_once_per_function_and_input_shape(monkeypatch, generator):
+    import gradbook.jacobian as module
+
+    probes = []
+    real = module._probe_shape
+
+    def counting_probe(f, x):
+        probes.append(tuple(x.shape))
+        return real(f, x)
+
+    monkeypatch.setattr(module, "_probe_shape", counting_probe)
+    A = torch.randn(6, 2, generator=generator, dtype=torch.float64)
+
+    def f(z):
+        return tanh_affine(A, z)
+
+    x = torch.randn(2, generator=generator, dtype=torch.float64)
+    for _ in range(3):
+        close(jacobian(f, x), tanh_affine_jacobian(A, x), torch.float64)
+    assert probes == [(2,)]
+    # another input shape is probed again; a new function too
+    jacobian(lambda z: z**2, torch.ones(3, dtype=torch.float64))
+    assert len(probes) == 2

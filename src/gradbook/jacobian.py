@@ -37,6 +37,7 @@ dtype and device:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Literal
 
@@ -298,7 +299,8 @@ def jacobian(
             (:func:`torch.func.jacfwd`).
             ``"loop"``: :func:`jacobian_loop`, one ``autograd.grad`` per row.
             ``"auto"``: ``"fwd"`` for tall Jacobians (``m > n``), else ``"rev"``
-            (see :func:`choose_mode`). It first evaluates ``f`` once, without a
+            (see :func:`choose_mode`; the choice is remembered per function and
+            input shape). It first evaluates ``f`` once, without a
             graph, to learn ``m``.
         chunk_size: at most this many VJPs (reverse) or JVPs (forward) are batched
             at once; ``None`` batches all of them. Smaller chunks bound the memory
@@ -335,11 +337,32 @@ def jacobian(
         return _jacobian_fwd(f, x, chunk_size)
     if mode == "rev":
         return _jacobian_rev(f, x, chunk_size)
-    # auto: one evaluation without a graph tells the number of outputs
-    out_shape = _probe_shape(f, x)
-    if choose_mode(x.numel(), out_shape.numel()) == "fwd":
+    if _auto_mode(f, x) == "fwd":
         return _jacobian_fwd(f, x, chunk_size)
     return _jacobian_rev(f, x, chunk_size)
+
+
+# f -> {(input shape, dtype, device type): mode}. The mode only decides speed, never
+# the result (both modes compute the same Jacobian), so a stale entry for a function
+# whose output size depends on the data costs time at worst, not correctness.
+_AUTO_MODES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _auto_mode(f: Callable[[Tensor], Tensor], x: Tensor) -> str:
+    """:func:`choose_mode` for ``f`` at ``x``, probing ``f``'s output size once per input shape.
+
+    The probe is one evaluation of ``f`` without a graph; repeated Jacobians of
+    the same function at inputs of the same shape (Newton steps, benchmarks,
+    training loops) reuse its answer instead of paying for it again.
+    """
+    key = (tuple(x.shape), x.dtype, x.device.type)
+    try:
+        known = _AUTO_MODES.setdefault(f, {})
+    except TypeError:  # not weak-referenceable (e.g. some builtins): probe every time
+        known = {}
+    if key not in known:
+        known[key] = choose_mode(x.numel(), _probe_shape(f, x).numel())
+    return known[key]
 
 
 def hessian(f: Callable[[Tensor], Tensor], x: Tensor, chunk_size: int | None = None) -> Tensor:
