@@ -31,6 +31,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from gradbook._checks import check_tensor as _check_float
+
 Dims = int | Sequence[int] | None
 
 #: Default tolerances of :func:`is_orthogonal`, a bound on ``|cosine|`` per dtype.
@@ -40,14 +42,6 @@ ORTHOGONALITY_TOL = {
     torch.float32: 1e-5,
     torch.float64: 1e-12,
 }
-
-
-def _check_float(name: str, x: object) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    return x
 
 
 def _normalize_dims(dims: Dims, ndim: int, shape: torch.Size) -> tuple[int, ...]:

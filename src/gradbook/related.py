@@ -35,16 +35,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from gradbook._checks import check_tensor as _check_tensor
+
 #: The kernels :func:`soft_count` knows.
 KERNELS = ("gaussian", "sigmoid")
-
-
-def _check_tensor(name: str, x: object, *, floating: bool = True) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if floating and not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    return x
 
 
 def _check_positive(name: str, value: object) -> float:

@@ -46,6 +46,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradbook._checks import check_tensor as _check_float
+
 __all__ = [
     "ROTATION_TOL",
     "FitInfo",
@@ -83,14 +85,6 @@ _SERIES_THETA2 = {torch.float64: 0.05**2, torch.float32: 0.5**2}
 
 # ---------------------------------------------------------------------------
 # validation
-
-
-def _check_float(name: str, x: object) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    return x
 
 
 def _check_vector(name: str, v: object) -> Tensor:

@@ -36,15 +36,9 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
+from gradbook._checks import check_tensor as _check_tensor
+
 Function = Callable[[Tensor], Tensor]
-
-
-def _check_tensor(name: str, value: object) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
-    if not value.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
-    return value
 
 
 def _check_function(f: object) -> Function:
