@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
 
 from gradbook.device import available_devices
+
+# Property tests draw the same examples on every run, so a test run is repeatable;
+# HYPOTHESIS_PROFILE=explore searches afresh (locally, when hunting for bugs).
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 DEVICES = available_devices()
 
