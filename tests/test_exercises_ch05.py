@@ -85,18 +85,21 @@ def test_theta_mistakes_fail(wrong, message):
 # Exercise 5.2 -----------------------------------------------------------------
 
 
-def sample_reference(image, x, y, border_value=0.0):
+def bilinear_taps(image, x, y, border_value=0.0):
+    """The four ``(weight, value)`` taps of bilinear sampling: floor, then mask out-of-range."""
     _, height, width = image.shape
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
-    out = 0
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             xi, yi = (x0 + dx).long(), (y0 + dy).long()
             inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
             value = image[:, yi.clamp(0, height - 1), xi.clamp(0, width - 1)]
-            out = out + wx * wy * torch.where(inside, value, border_value)
-    return out
+            yield wx * wy, torch.where(inside, value, border_value)
+
+
+def sample_reference(image, x, y, border_value=0.0):
+    return sum(w * p for w, p in bilinear_taps(image, x, y, border_value))
 
 
 def sample_forum(image, x, y, border_value=0.0):
@@ -234,17 +237,9 @@ def warp_detach_trick(image, M, dsize, border_value=0.0):
     )
     x = A[0, 0] * xs + A[0, 1] * ys + A[0, 2]
     y = A[1, 0] * xs + A[1, 1] * ys + A[1, 2]
-    _, H, W = image.shape
-    x0, y0 = torch.floor(x), torch.floor(y)
-    fx, fy = x - x0, y - y0
-    out = 0
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
-            xi, yi = (x0 + dx).long(), (y0 + dy).long()
-            inside = (xi >= 0) & (xi < W) & (yi >= 0) & (yi < H)
-            p = torch.where(inside, image[:, yi.clamp(0, H - 1), xi.clamp(0, W - 1)], border_value)
-            out = out + (wx * wy * p).detach() + p - p.detach()
-    return out
+    return sum(
+        (w * p).detach() + p - p.detach() for w, p in bilinear_taps(image, x, y, border_value)
+    )
 
 
 def test_warp_reference_passes(capsys):
