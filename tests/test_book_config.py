@@ -112,3 +112,25 @@ def test_environment_yml_has_the_lock_files_pins():
         "ruff",
     ):
         assert name in pins, f"{name} is missing from the lock file"
+
+
+def test_set_repository_rewrites_config_and_install_cells(tmp_path, monkeypatch):
+    import shutil
+
+    import nbbuild
+    import set_repository
+
+    (tmp_path / "book").mkdir()
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    lesson = sorted((ROOT / "book").glob("01-*.ipynb"))[0]
+    shutil.copy(lesson, tmp_path / "book" / lesson.name)
+    monkeypatch.setattr(nbbuild, "ROOT", tmp_path)
+    monkeypatch.setattr(set_repository, "ROOT", tmp_path)
+
+    assert set_repository.main(["not a url"]) == 2
+    assert set_repository.main(["https://github.com/someone/fork"]) == 0
+    assert nbbuild.repository_url() == "https://github.com/someone/fork"
+    first = nbformat.read(tmp_path / "book" / lesson.name, as_version=4).cells[0]
+    assert first.source == colab_install_source("https://github.com/someone/fork")
+    # the real project is untouched
+    assert "someone/fork" not in (ROOT / "_config.yml").read_text()
