@@ -4,11 +4,14 @@
     python benchmarks/bench_jacobian.py --sizes 10 100   # a quicker run
 
 Two functions ``R^n -> R^m`` in float64 on the CPU: a tanh MLP with 32 hidden
-units and ``tanh(A x)``. Every method's Jacobian is compared with the analytic
-one before it is timed (the error is stored next to the time). Theano runs in
-its own environment (``.venv-theano``) through ``theano_jacobian_timings.py``,
-and its rows are merged into the same table; without that environment they are
-left out and the file says why. Writes ``book/data/bench_jacobian.json``.
+units and ``tanh(A x)``. Besides ``jacfwd`` of the closure, forward mode runs once
+more with the weights passed explicitly (``jacobian_fwd_explicit``), which takes
+the captured constants' ZeroTensor tangents out of the timing. Every method's
+Jacobian is compared with the analytic one before it is timed (the error is
+stored next to the time). Theano runs in its own environment (``.venv-theano``)
+through ``theano_jacobian_timings.py``, and its rows are merged into the same
+table; without that environment they are left out and the file says why.
+Writes ``book/data/bench_jacobian.json``.
 
 Everything runs on one thread by default (``--threads``): the methods are then
 compared on equal terms, and on a busy machine the batched methods do not stall
@@ -41,6 +44,7 @@ from tqdm import tqdm  # noqa: E402
 
 from gradbook.jacobian import (  # noqa: E402
     jacobian,
+    jacobian_fwd_explicit,
     jacobian_loop,
     make_tanh_mlp,
     tanh_affine,
@@ -63,6 +67,13 @@ TORCH_METHODS: dict[str, Callable] = {
     "autograd.functional (vectorize)": lambda f, x: torch.autograd.functional.jacobian(
         f, x, vectorize=True
     ),
+}
+
+
+#: the same functions with their constants as a second argument: f(x, constants)
+EXPLICIT: dict[str, Callable] = {
+    "tanh_affine": lambda z, c: tanh_affine(c["A"], z),
+    "mlp": lambda z, c: tanh_mlp(c, z),
 }
 
 
@@ -156,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             name: (lambda method=method, f=f, x=x: method(f, x))
             for name, method in TORCH_METHODS.items()
         }
+        methods["jacfwd (explicit constants)"] = lambda f2=EXPLICIT[function], x=x, data=data: (
+            jacobian_fwd_explicit(f2, x, data)
+        )
         np_args = pytensor_args(function, x, data)
         for label in ("PyTensor scan", "PyTensor vectorize"):
             fn = compiled[function, label]
