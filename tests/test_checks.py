@@ -22,3 +22,11 @@ def test_messages_name_the_argument_and_what_came():
         TypeError, match=r"^v: expected a floating-point tensor, got dtype torch\.int64$"
     ):
         check_tensor("v", torch.arange(3))
+
+
+def test_a_hint_ends_the_dtype_message():
+    with pytest.raises(
+        TypeError,
+        match=r"^c: expected a floating-point tensor, got dtype torch\.int64; cast it first$",
+    ):
+        check_tensor("c", torch.arange(3), hint="cast it first")

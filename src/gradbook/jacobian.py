@@ -44,6 +44,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from gradbook._checks import check_tensor
+
 Mode = Literal["auto", "rev", "fwd", "loop"]
 
 #: The modes :func:`jacobian` accepts.
@@ -238,14 +240,8 @@ def _zero_tangents(constants: object) -> Constants:
     """Dense zeros shaped like ``constants`` (a tensor, or a tuple, list or dict of them)."""
 
     def zeros(value: object, where: str) -> Tensor:
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{where}: expected a torch.Tensor, got {type(value).__name__}")
-        if not value.is_floating_point():
-            raise TypeError(
-                f"{where}: expected a floating-point tensor (forward mode gives it a zero "
-                f"tangent of its own dtype), got dtype {value.dtype}; close over it in f instead"
-            )
-        return torch.zeros_like(value)
+        hint = "forward mode gives it a zero tangent of its dtype; close over it in f instead"
+        return torch.zeros_like(check_tensor(where, value, hint=hint))
 
     if isinstance(constants, Tensor):
         return zeros(constants, "constants")
