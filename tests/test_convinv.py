@@ -464,9 +464,9 @@ def test_cgls_on_a_dense_matrix(generator):
         ),
         (lambda w, x: conv2d_circular(x, w[:, :1]), ValueError, r"x: expected 1 channels .* got 2"),
         (lambda w, x: conv2d_pinv(x[:, :1], w), ValueError, r"y: expected 2 channels .* got 1"),
-        (lambda w, x: conv_symbol(w, (4,)), ValueError, r"size: expected a pair of ints"),
-        (lambda w, x: conv_symbol(w, (4, 0)), ValueError, r"size: expected positive"),
-        (lambda w, x: conv_symbol(w, 4), ValueError, r"size: expected a pair of ints"),
+        (lambda w, x: conv_symbol(w, (4,)), ValueError, r"size: expected \(height, width\) as two"),
+        (lambda w, x: conv_symbol(w, (4, 0)), ValueError, r"size: expected .* of positive"),
+        (lambda w, x: conv_symbol(w, 4), TypeError, r"size: expected \(height, width\) as two"),
         (
             lambda w, x: conv2d_pinv(x, w, padding="same"),
             ValueError,

@@ -5,7 +5,15 @@ Every message names the argument, what was expected and what came.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from numbers import Integral
+
+import torch
 from torch import Tensor
+
+
+class SizeError(TypeError, ValueError):
+    """A size that is not two ints (both a ``TypeError`` and a ``ValueError``)."""
 
 
 def check_tensor(name: str, x: object, *, floating: bool = True, hint: str = "") -> Tensor:
@@ -22,3 +30,25 @@ def check_tensor(name: str, x: object, *, floating: bool = True, hint: str = "")
         advice = f"; {hint}" if hint else ""
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}{advice}")
     return x
+
+
+def check_size(name: str, size: object) -> tuple[int, int]:
+    """``size`` as ``(height, width)``: a pair of positive ints (a ``torch.Size`` too).
+
+    Raises:
+        SizeError: (a TypeError and a ValueError) ``size`` is not a pair of ints.
+        ValueError: a side is below 1.
+    """
+    if isinstance(size, torch.Size):
+        size = tuple(size)
+    if (
+        not isinstance(size, Sequence)
+        or isinstance(size, str)
+        or len(size) != 2
+        or not all(isinstance(s, Integral) and not isinstance(s, bool) for s in size)
+    ):
+        raise SizeError(f"{name}: expected (height, width) as two ints, got {size!r}")
+    height, width = int(size[0]), int(size[1])
+    if height < 1 or width < 1:
+        raise ValueError(f"{name}: expected (height, width) of positive ints, got {size!r}")
+    return height, width

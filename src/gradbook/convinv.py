@@ -47,13 +47,15 @@ accuracy.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from gradbook._checks import check_size
 
 Padding = Literal["circular", "zeros"]
 PADDINGS = ("circular", "zeros")
@@ -90,21 +92,6 @@ def _check_weight(weight: object) -> tuple[int, int, int, int]:
             f"got {kh} x {kw}"
         )
     return c_out, c_in, kh, kw
-
-
-def _check_size(size: object) -> tuple[int, int]:
-    if isinstance(size, torch.Size):
-        size = tuple(size)
-    if (
-        not isinstance(size, Sequence)
-        or isinstance(size, str)
-        or len(size) != 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) for n in size)
-    ):
-        raise ValueError(f"size: expected a pair of ints (H, W), got {size!r}")
-    if size[0] < 1 or size[1] < 1:
-        raise ValueError(f"size: expected positive (H, W), got {tuple(size)}")
-    return int(size[0]), int(size[1])
 
 
 def _check_padding(padding: object) -> str:
@@ -289,7 +276,7 @@ def conv_symbol(weight: Tensor, size: tuple[int, int]) -> Tensor:
         ValueError: even kernel, wrong rank, ``size`` not a pair of positive ints.
     """
     _check_weight(weight)
-    H, W = _check_size(size)
+    H, W = check_size("size", size)
     return _symbol(weight, H, W)
 
 
@@ -300,7 +287,7 @@ def conv_symbol_naive(weight: Tensor, size: tuple[int, int]) -> Tensor:
     complex, without FFTs, flips or rolls.
     """
     _, _, kh, kw = _check_weight(weight)
-    H, W = _check_size(size)
+    H, W = check_size("size", size)
     w64 = weight.detach().to(torch.complex128)
     u = torch.arange(H, dtype=torch.float64, device=weight.device)[:, None]
     v = torch.arange(W, dtype=torch.float64, device=weight.device)[None, :]
@@ -360,7 +347,7 @@ def conv2d_matrix(weight: Tensor, size: tuple[int, int], padding: Padding = "cir
             ``MAX_DENSE_ENTRIES`` entries.
     """
     c_out, c_in, kh, kw = _check_weight(weight)
-    H, W = _check_size(size)
+    H, W = check_size("size", size)
     padding = _check_padding(padding)
     n_rows, n_cols = c_out * H * W, c_in * H * W
     if n_rows * n_cols > MAX_DENSE_ENTRIES:
@@ -399,7 +386,7 @@ def conv2d_linear_operator(weight: Tensor, size: tuple[int, int], padding: Paddi
     from scipy.sparse.linalg import LinearOperator
 
     c_out, c_in, _, _ = _check_weight(weight)
-    H, W = _check_size(size)
+    H, W = check_size("size", size)
     forward, adjoint = conv2d_operator(weight.detach().to("cpu", torch.float64), padding)
 
     def matvec(v):
@@ -453,7 +440,7 @@ def conv_singular_values(weight: Tensor, size: tuple[int, int]) -> Tensor:
         Computed in float64.
     """
     _check_weight(weight)
-    H, W = _check_size(size)
+    H, W = check_size("size", size)
     s = torch.linalg.svdvals(_symbol(weight.detach().to(torch.float64), H, W))
     return _full_plane(s, W).flatten().sort(descending=True).values.to(weight.dtype)
 
@@ -488,7 +475,7 @@ def conv_pinv_symbol(
         ``(H, W // 2 + 1, c_in, c_out)``, complex of ``weight``'s precision.
     """
     c_out, c_in, _, _ = _check_weight(weight)
-    H, W = _check_size(size)
+    H, W = check_size("size", size)
     reg = _check_reg(reg)
     if rcond is None:
         rcond = max(c_out, c_in) * H * W * torch.finfo(torch.float64).eps
@@ -662,7 +649,7 @@ def circular_preconditioner(
             circular operator is (nearly) singular.
     """
     _, c_in, _, _ = _check_weight(weight)
-    H, W = _check_size(size)
+    H, W = check_size("size", size)
     reg = _check_reg(reg)
     if not isinstance(shift, (int, float)) or isinstance(shift, bool) or not shift >= 0:
         raise ValueError(f"shift: expected a number >= 0, got {shift!r}")

@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gradbook._checks import check_size
+
 __all__ = [
     "affine_to_theta",
     "invert_affine",
@@ -69,23 +71,6 @@ BorderLike = float | Tensor | Sequence[float]
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _check_size(name: str, size: object) -> tuple[int, int]:
-    """``size`` as ``(height, width)``, two positive ints."""
-    if isinstance(size, torch.Size):
-        size = tuple(size)
-    if (
-        not isinstance(size, Sequence)
-        or isinstance(size, str)
-        or len(size) != 2
-        or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in size)
-    ):
-        raise TypeError(f"{name}: expected (height, width) as two ints, got {size!r}")
-    height, width = int(size[0]), int(size[1])
-    if height < 1 or width < 1:
-        raise ValueError(f"{name}: expected (height, width) of positive ints, got {size!r}")
-    return height, width
 
 
 def _check_image(image: object) -> Tensor:
@@ -219,7 +204,7 @@ def normalization_matrix(
         ValueError: ``align_corners=True`` with a side of length 1 (its centre is
             both ``-1`` and ``1``; the map is not invertible).
     """
-    height, width = _check_size("size", size)
+    height, width = check_size("size", size)
     if align_corners and (height == 1 or width == 1):
         raise ValueError(
             f"size: align_corners=True needs at least 2 pixels per side, got {size!r}; "
@@ -289,7 +274,7 @@ def _theta_from_dst_to_src(
     side, ``theta_ij = s_i A_ij / s_j`` and ``theta_i2 = s_i (A_i2 - sum_j A_ij o_j / s_j) + o_i``.
     """
     for size in (src_size, dst_size):
-        _check_size("size", size)
+        check_size("size", size)
         if align_corners and 1 in size:
             normalization_matrix(size, align_corners)  # raises the explanatory error
     (sxs, oxs), (sys_, oys) = (
@@ -481,7 +466,7 @@ def _prepare(
 ) -> tuple[Tensor, Tensor, tuple[int, int], bool]:
     """Validated ``(B, C, H, W)`` image, ``(B_M, 2, 3)`` matrix, dsize, and whether batched."""
     image = _check_image(image)
-    dsize = _check_size("dsize", dsize)
+    dsize = check_size("dsize", dsize)
     # arrays and lists stay float64 (as in OpenCV); the warp rounds theta, not M
     M = _as_matrix("M", M, device=image.device)
     M = M.to(torch.promote_types(M.dtype, image.dtype))
@@ -720,7 +705,7 @@ def synthetic_scene(
     """
     import cv2
 
-    height, width = _check_size("(height, width)", (height, width))
+    height, width = check_size("(height, width)", (height, width))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     u, v = xx / max(width - 1, 1), yy / max(height - 1, 1)
     ripple = 0.5 + 0.5 * np.sin(2 * np.pi * (xx * 0.11 + yy * 0.07)) * np.cos(2 * np.pi * yy / 23)
