@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from gradbook.exercises import ExerciseFailed, ExerciseNotAttempted
+from gradbook.exercises import ExerciseFailed
 from gradbook.exercises.ch02 import (
     check_double_backward,
     check_jvp_from_vjps,
@@ -16,25 +16,6 @@ from gradbook.exercises.ch02 import (
     check_sample_normal,
     check_weighted_grad,
 )
-
-CHECKS = [
-    check_weighted_grad,
-    check_double_backward,
-    check_jvp_from_vjps,
-    check_moments,
-    check_sample_normal,
-]
-
-
-def stub(*args):
-    raise NotImplementedError("Exercise: replace this line with your solution")
-
-
-@pytest.mark.parametrize("check", CHECKS)
-def test_stub_is_not_attempted(check):
-    with pytest.raises(ExerciseNotAttempted, match="not attempted yet"):
-        check(stub)
-
 
 # Exercise 2.1 -----------------------------------------------------------------------
 
