@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from gradbook.exercises._core import ExerciseFailed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
 from gradbook.moments import pixel_grid, spatial_moments
 from gradbook.vjp import dot_product_test, jvp, vjp
 
@@ -55,7 +55,7 @@ def _outer(x: Tensor) -> Tensor:
     return torch.outer(x, x)
 
 
-def check_weighted_grad(weighted_grad: Callable[[Callable, Tensor, Tensor], Tensor]) -> bool:
+def check_weighted_grad(weighted_grad: Callable[[Callable, Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 2.1: ``weighted_grad(f, x, w)`` is ``d/dx sum(w * f(x))``, i.e. ``w^T J``."""
     name = "Exercise 2.1 (grad_outputs)"
 
@@ -143,7 +143,7 @@ def _z_reference(y_fn, w0: list[float], x0: list[float]) -> tuple[Tensor, Tensor
 
 def check_double_backward(
     z_gradients: Callable[[Callable, Tensor, Tensor], tuple[Tensor, Tensor]],
-) -> bool:
+) -> Passed:
     """Exercise 2.2: ``z_gradients(y_fn, w, x)`` returns ``(dz/dw, dz/dx)`` for
     ``z = w[2] * x + (dy/dx)^2`` with ``y = y_fn(w, x)``."""
     name = "Exercise 2.2 (double backward)"
@@ -241,7 +241,7 @@ def _mix(t: Tensor) -> Tensor:
     return _Softsign.apply(a @ t.reshape(-1)) * (1 + t[0, 0])
 
 
-def check_jvp_from_vjps(jvp_via_vjps: Callable[[Callable, Tensor, Tensor], Tensor]) -> bool:
+def check_jvp_from_vjps(jvp_via_vjps: Callable[[Callable, Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 2.3: ``jvp_via_vjps(f, x, t)`` is ``J t`` from two reverse-mode passes."""
     name = "Exercise 2.3 (a JVP from two VJPs)"
 
@@ -313,7 +313,7 @@ def check_jvp_from_vjps(jvp_via_vjps: Callable[[Callable, Tensor, Tensor], Tenso
 # Exercise 2.4 ------------------------------------------------------------------------
 
 
-def check_moments(moments: Callable[[Tensor], tuple[Tensor, Tensor]]) -> bool:
+def check_moments(moments: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Passed:
     """Exercise 2.4: ``moments(p)`` gives the mean ``(2,)`` and covariance ``(2, 2)`` of an
     ``(H, W)`` map in ``(x, y) = (column, row)`` order, differentiably."""
     name = "Exercise 2.4 (moments of an activation map)"
@@ -375,7 +375,7 @@ def check_moments(moments: Callable[[Tensor], tuple[Tensor, Tensor]]) -> bool:
 # Exercise 2.5 ------------------------------------------------------------------------
 
 
-def check_sample_normal(sample_normal: Callable[[Tensor, Tensor, int], Tensor]) -> bool:
+def check_sample_normal(sample_normal: Callable[[Tensor, Tensor, int], Tensor]) -> Passed:
     """Exercise 2.5: ``sample_normal(mu, var, n)`` draws ``(n, d)`` samples of
     ``N(mu, diag(var))`` through which gradients reach ``mu`` and ``var``."""
     name = "Exercise 2.5 (sampling with gradients)"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from gradbook.exercises._core import ExerciseFailed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
 from gradbook.jacobian import (
     make_tanh_mlp,
     tanh_affine,
@@ -92,7 +92,7 @@ def _diagnose_jacobian(name: str, got: Tensor, J: Tensor, label: str) -> None:
     fail(name, f"on {label} the Jacobian is wrong (largest error {error:.2e}).")
 
 
-def check_jacobian_rows(jacobian_rows: Callable[[Callable, Tensor], Tensor]) -> bool:
+def check_jacobian_rows(jacobian_rows: Callable[[Callable, Tensor], Tensor]) -> Passed:
     """Exercise 3.1: ``jacobian_rows(f, x)`` builds J row by row, like ``theano.scan``."""
     name = "Exercise 3.1 (the row loop)"
     for label, f, x, J in _problems(0):
@@ -118,7 +118,7 @@ def check_jacobian_rows(jacobian_rows: Callable[[Callable, Tensor], Tensor]) -> 
     return passed(name, "one gradient per output row, the graph kept between rows.")
 
 
-def check_jacobian_vmap(jacobian_vmap: Callable[[Callable, Tensor], Tensor]) -> bool:
+def check_jacobian_vmap(jacobian_vmap: Callable[[Callable, Tensor], Tensor]) -> Passed:
     """Exercise 3.2: ``jacobian_vmap(f, x)``: one batched VJP over one-hot cotangents."""
     name = "Exercise 3.2 (vmap over one-hot cotangents)"
     for label, f, x, J in _problems(1):
@@ -151,7 +151,7 @@ _FORWARD = {"fwd", "forward", "jacfwd"}
 _REVERSE = {"rev", "reverse", "jacrev", "backward"}
 
 
-def check_choose_mode(choose: Callable[[int, int], str]) -> bool:
+def check_choose_mode(choose: Callable[[int, int], str]) -> Passed:
     """Exercise 3.3: ``choose(n_in, n_out)`` returns ``"fwd"`` or ``"rev"`` for a Jacobian shape."""
     name = "Exercise 3.3 (forward or reverse?)"
     cases = [(10, 1000), (1000, 10), (3, 300), (500, 5), (1, 50), (64, 1)]
@@ -192,7 +192,7 @@ def check_choose_mode(choose: Callable[[int, int], str]) -> bool:
     return passed(name, "forward for tall Jacobians, reverse for wide ones.")
 
 
-def check_hessian(hessian_fn: Callable[[Callable, Tensor], Tensor]) -> bool:
+def check_hessian(hessian_fn: Callable[[Callable, Tensor], Tensor]) -> Passed:
     """Exercise 3.4: ``hessian_fn(f, x)`` is the Jacobian of the gradient of a scalar ``f``."""
     name = "Exercise 3.4 (a Hessian as the Jacobian of a gradient)"
     g = torch.Generator().manual_seed(3)

@@ -29,7 +29,7 @@ from gradbook.convinv import (
     conv_pinv_symbol,
     conv_symbol,
 )
-from gradbook.exercises._core import ExerciseFailed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
 
 _DOT_T_HINT = (
     "`.T` on a tensor of rank above 2 reverses *all* its dimensions (and is deprecated); "
@@ -76,7 +76,7 @@ def _attempt(name: str, answer: Callable, *args: object) -> object:
 # --------------------------------------------------------------------------- 4.1
 
 
-def check_symbol_1ch(symbol_1ch: Callable[[Tensor, int, int], Tensor]) -> bool:
+def check_symbol_1ch(symbol_1ch: Callable[[Tensor, int, int], Tensor]) -> Passed:
     """Exercise 4.1: ``symbol_1ch(kernel, H, W)``, the ``(H, W // 2 + 1)`` symbol of one kernel."""
     name = "Exercise 4.1 (the symbol of one channel)"
     for seed, (H, W) in enumerate([(8, 8), (7, 6), (5, 9)]):
@@ -132,7 +132,7 @@ def check_symbol_1ch(symbol_1ch: Callable[[Tensor, int, int], Tensor]) -> bool:
 # --------------------------------------------------------------------------- 4.2
 
 
-def check_circular_pinv(circular_pinv: Callable[[Tensor, Tensor], Tensor]) -> bool:
+def check_circular_pinv(circular_pinv: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 4.2: ``circular_pinv(y, weight)`` is the FFT pseudo-inverse for circular padding."""
     name = "Exercise 4.2 (the per-frequency pseudo-inverse)"
     for seed, (c_out, c_in, H, W) in enumerate([(3, 3, 6, 6), (3, 2, 5, 7), (2, 3, 6, 5)]):
@@ -198,7 +198,7 @@ def check_circular_pinv(circular_pinv: Callable[[Tensor, Tensor], Tensor]) -> bo
 # --------------------------------------------------------------------------- 4.3
 
 
-def check_tikhonov(tikhonov: Callable[[Tensor, Tensor, float], Tensor]) -> bool:
+def check_tikhonov(tikhonov: Callable[[Tensor, Tensor, float], Tensor]) -> Passed:
     """Exercise 4.3: ``tikhonov(y, weight, lam)``: ``X(w) = (A^H A + lam I)^-1 A^H Y(w)``."""
     name = "Exercise 4.3 (Tikhonov regularisation)"
     for seed, (c_out, c_in, H, W, lam) in enumerate([(3, 3, 6, 6, 0.5), (3, 2, 5, 7, 2.0)]):
@@ -238,7 +238,7 @@ def check_tikhonov(tikhonov: Callable[[Tensor, Tensor, float], Tensor]) -> bool:
 # --------------------------------------------------------------------------- 4.4
 
 
-def check_conv_adjoint(conv_adjoint: Callable[[Tensor, Tensor], Tensor]) -> bool:
+def check_conv_adjoint(conv_adjoint: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 4.4: ``conv_adjoint(y, weight)``, the adjoint of ``conv2d(x, w, padding=1)``."""
     name = "Exercise 4.4 (the adjoint of conv2d)"
     for seed, (c_out, c_in, H, W) in enumerate([(3, 3, 7, 6), (2, 4, 6, 6)]):
@@ -292,7 +292,7 @@ def check_conv_adjoint(conv_adjoint: Callable[[Tensor, Tensor], Tensor]) -> bool
 # --------------------------------------------------------------------------- 4.5
 
 
-def check_solve_zero_padded(solve: Callable[[Tensor, Tensor], Tensor]) -> bool:
+def check_solve_zero_padded(solve: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 4.5: ``solve(y, weight)`` is the least-squares inverse of ``conv2d(padding=1)``."""
     name = "Exercise 4.5 (the exact answer for padding=1)"
     gen = torch.Generator().manual_seed(80)

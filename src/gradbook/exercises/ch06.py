@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from gradbook import so3
-from gradbook.exercises._core import ExerciseFailed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
 
 _AXIS = (0.36, -0.48, 0.8)
 
@@ -41,7 +41,7 @@ def _close(a: Tensor, b: Tensor, atol: float) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def check_hat_vee(hat: Callable[[Tensor], Tensor], vee: Callable[[Tensor], Tensor]) -> bool:
+def check_hat_vee(hat: Callable[[Tensor], Tensor], vee: Callable[[Tensor], Tensor]) -> Passed:
     """Exercise 6.1: ``hat(v)`` is ``[v]x`` for ``(..., 3)``, ``vee`` inverts it."""
     name = "Exercise 6.1 (hat and vee)"
     v = _randn(0, 5, 3)
@@ -111,7 +111,7 @@ def _generator_jacobian(exp: Callable[[Tensor], Tensor], name: str) -> Tensor:
     return torch.stack(rows)
 
 
-def check_exp(exp: Callable[[Tensor], Tensor]) -> bool:
+def check_exp(exp: Callable[[Tensor], Tensor]) -> Passed:
     """Exercise 6.2: a stable ``exp(v)``, ``(..., 3) -> (..., 3, 3)``, exact at and near 0."""
     name = "Exercise 6.2 (a stable exponential map)"
     v = _randn(10, 6, 3) * 1.2
@@ -169,7 +169,7 @@ def check_exp(exp: Callable[[Tensor], Tensor]) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def check_log(log: Callable[[Tensor], Tensor]) -> bool:
+def check_log(log: Callable[[Tensor], Tensor]) -> Passed:
     """Exercise 6.3: ``log(R)``, ``(..., 3, 3) -> (..., 3)`` with angle in ``[0, pi]``."""
     name = "Exercise 6.3 (the logarithm near pi)"
     v = _randn(20, 6, 3)
@@ -221,7 +221,7 @@ def check_log(log: Callable[[Tensor], Tensor]) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def check_kabsch(kabsch: Callable[[Tensor, Tensor], Tensor]) -> bool:
+def check_kabsch(kabsch: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 6.4: ``kabsch(p, q)``: the rotation minimising ``sum_i |q_i - R p_i|^2``."""
     name = "Exercise 6.4 (the Kabsch rotation)"
     p = _randn(30, 40, 3) + torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)  # not centred
@@ -275,7 +275,7 @@ def _gn_reference(R: Tensor, p: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
     return delta, R @ so3.exp_map(delta)
 
 
-def check_gn_step(gn_step: Callable[[Tensor, Tensor, Tensor], Tensor]) -> bool:
+def check_gn_step(gn_step: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 6.5: one Gauss-Newton step ``R -> R Exp(delta)`` for ``sum_i |R p_i - q_i|^2``."""
     name = "Exercise 6.5 (a Gauss-Newton step on SO(3))"
     p = _randn(40, 25, 3)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from gradbook.blackbox import EvaluationCounter
-from gradbook.exercises._core import ExerciseFailed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
 
 _PINV_HINT = (
     "The pseudo-inverse (torch.linalg.pinv, or torch.linalg.lstsq) handles every number "
@@ -54,7 +54,7 @@ def _inverse_failure(error: ExerciseFailed) -> bool:
 # Exercise 7.1
 
 
-def check_one_probe_jacobian(one_probe_jacobian: Callable[[Tensor, Tensor], Tensor]) -> bool:
+def check_one_probe_jacobian(one_probe_jacobian: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 7.1: ``one_probe_jacobian(dx, df)`` is the minimum-norm ``J`` with ``J dx = df``."""
     name = "Exercise 7.1 (the one-probe estimate)"
     m, n = 5, 3
@@ -141,7 +141,7 @@ def _secant_reference(fun: Callable, x: Tensor, g: Tensor, dX: Tensor) -> dict[s
     return answers
 
 
-def check_secant_vjp(secant_vjp: Callable[[Callable, Tensor, Tensor, Tensor], Tensor]) -> bool:
+def check_secant_vjp(secant_vjp: Callable[[Callable, Tensor, Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 7.2: ``secant_vjp(fun, x, g, dX)`` is ``g^T dF dX^+`` with probes taken at ``x``."""
     name = "Exercise 7.2 (the VJP from k probes)"
     m = 4
@@ -214,7 +214,7 @@ def check_secant_vjp(secant_vjp: Callable[[Callable, Tensor, Tensor, Tensor], Te
 # Exercise 7.3
 
 
-def check_broyden_step(broyden_step: Callable[[Tensor, Tensor, Tensor], Tensor]) -> bool:
+def check_broyden_step(broyden_step: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 7.3: ``broyden_step(J, dx, df)`` is Broyden's update of ``J``."""
     name = "Exercise 7.3 (Broyden's update)"
     n, m = 3, 5
@@ -334,7 +334,7 @@ def _vjp_error(make: Callable, fun: Callable, x: np.ndarray, y: np.ndarray, Jx, 
     return float(np.linalg.norm(got - exact) / np.linalg.norm(exact))
 
 
-def check_fd_function(make_fd_function: Callable[[Callable], Callable]) -> bool:
+def check_fd_function(make_fd_function: Callable[[Callable], Callable]) -> Passed:
     """Exercise 7.4: an honest ``autograd.Function`` for a NumPy black box ``f(x, y)``."""
     name = "Exercise 7.4 (a finite-difference autograd.Function)"
     x = np.array([0.3, -0.7, 0.4, 0.9])
