@@ -295,6 +295,19 @@ def test_log_rejects_a_non_orthogonal_matrix_and_names_the_batch_index():
         log_map(R)
 
 
+def test_log_keeps_gradients_after_a_first_call_in_inference_mode():
+    """log_map caches a constant matrix per dtype and device; it must not be an inference tensor."""
+    import gradbook.so3 as so3_module
+
+    so3_module._MARKLEY_CACHE.clear()
+    v = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    with torch.inference_mode():
+        log_map(exp_map(v))
+    R = exp_map(v).requires_grad_(True)
+    (gradient,) = torch.autograd.grad(log_map(R).sum(), R)
+    assert torch.isfinite(gradient).all()
+
+
 def test_log_tolerance_is_documented_and_can_be_changed():
     assert ROTATION_TOL[torch.float64] == 1e-8 and ROTATION_TOL[torch.float32] == 1e-4
     R = exp_map(torch.tensor([0.3, 0.2, -0.1], dtype=torch.float64))
@@ -762,7 +775,7 @@ def test_fit_handles_half_turns_batches_weights_and_starts(device, dtype):
         (
             {"R0": torch.eye(3, dtype=torch.float64) * 2},
             ValueError,
-            "R: expected rotation matrices",
+            r"R0: expected rotation matrices .*Project it with gradbook\.so3\.project_to_so3\.$",
         ),
         (
             {"R0": torch.eye(3, dtype=torch.float64).repeat(2, 1, 1)},
@@ -775,6 +788,17 @@ def test_fit_bad_options(kwargs, error, message):
     p, q = (torch.from_numpy(a) for a in seed_points())
     with pytest.raises(error, match=message):
         fit_rotation(p, q, **kwargs)
+
+
+def test_fit_from_a_float32_start_for_float64_points():
+    """A float32 R0 is a rotation to 1e-4 only; the fit must still return a float64 rotation."""
+    p, q = (torch.from_numpy(a) for a in seed_points())
+    R0 = exp_map(torch.tensor([0.31, -0.19, 0.1], dtype=torch.float64)).float()
+    R, _ = fit_rotation(p, q, R0=R0)
+    assert R.dtype == torch.float64 and bool(is_rotation(R))
+    expected = Rotation.align_vectors(q.numpy(), p.numpy())[0].as_matrix()
+    torch.testing.assert_close(R, torch.from_numpy(expected), rtol=0, atol=1e-9)
+    log_map(R)  # a float64 rotation: no error
 
 
 def test_fit_rejects_collinear_points():

@@ -310,25 +310,38 @@ def is_rotation(R: Tensor, tol: float | None = None) -> Tensor:
         ``(...)`` boolean tensor. NaN entries give ``False``.
     """
     R = _check_matrix("R", R)
-    tol = ROTATION_TOL.get(R.dtype, 1e-4) if tol is None else float(tol)
+    return _within(R, _tolerance(R, tol))
+
+
+def _tolerance(R: Tensor, tol: float | None) -> float:
+    """``tol``, or the default :data:`ROTATION_TOL` of ``R``'s dtype."""
+    return ROTATION_TOL.get(R.dtype, 1e-4) if tol is None else float(tol)
+
+
+def _within(R: Tensor, tol: float) -> Tensor:
     orthogonality, det = rotation_error(R)
     return (orthogonality <= tol) & (det <= tol)
 
 
-def _raise_not_rotation(R: Tensor, tol: float) -> None:
-    orthogonality, det = rotation_error(R.detach())
-    bad = ~((orthogonality <= tol) & (det <= tol))
+def _raise_not_rotation(
+    R: Tensor,
+    tol: float,
+    name: str = "R",
+    advice: str = "Project with gradbook.so3.project_to_so3, or pass tol= or check=False.",
+) -> None:
+    bad = ~_within(R.detach(), tol)
     if not bool(bad.any()):
         return
     index = tuple(int(i) for i in torch.nonzero(bad)[0].tolist())
-    o, d = orthogonality[index].item(), det[index].item()
+    orthogonality, det = rotation_error(R.detach()[index])
+    o, d = orthogonality.item(), det.item()
     count = int(bad.sum())
     where = f" at batch index {index}" if index else ""
     hint = " (det = -1: a reflection, not a rotation)" if abs(d - 2) < 0.1 else ""
     raise ValueError(
-        f"R: expected rotation matrices (max |R^T R - I| <= {tol:g} and |det R - 1| <= {tol:g}),"
-        f" got {count} that are not{where}: orthogonality error {o:.3g}, |det R - 1| = {d:.3g}"
-        f"{hint}. Project with gradbook.so3.project_to_so3, or pass tol= or check=False."
+        f"{name}: expected rotation matrices (max |R^T R - I| <= {tol:g} and "
+        f"|det R - 1| <= {tol:g}), got {count} that are not{where}: orthogonality error "
+        f"{o:.3g}, |det R - 1| = {d:.3g}{hint}. {advice}"
     )
 
 
@@ -374,21 +387,26 @@ def _markley_map(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tens
     """
     key = (dtype, device)
     if key not in _MARKLEY_CACHE:
-        W = torch.zeros(9, 16, dtype=torch.float64)
-        b = torch.zeros(16, dtype=torch.float64)
-        # entry (row, col) of the 4 x 4 matrix: constant and signed entries of R
-        plus = {0: (0, 1, 2), 1: (1, 2, 0), 2: (2, 0, 1)}
-        for i, (a, j, k) in plus.items():
-            b[5 * i] = 1.0  # diagonal 1 + R_ii - R_jj - R_kk
-            W[4 * a, 5 * i], W[4 * j, 5 * i], W[4 * k, 5 * i] = 1.0, -1.0, -1.0
-            for c in (j, k):  # symmetric part R_ic + R_ci
-                W[3 * i + c, 4 * i + c] = W[3 * c + i, 4 * i + c] = 1.0
-            W[3 * k + j, 4 * i + 3] = W[3 * k + j, 12 + i] = 1.0  # antisymmetric R_kj - R_jk
-            W[3 * j + k, 4 * i + 3] = W[3 * j + k, 12 + i] = -1.0
-        b[15] = 1.0  # 1 + tr R
-        W[0, 15] = W[4, 15] = W[8, 15] = 1.0
-        _MARKLEY_CACHE[key] = (W.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device))
+        with torch.inference_mode(False):  # cached: must be usable outside inference mode
+            _MARKLEY_CACHE[key] = _build_markley_map(dtype, device)
     return _MARKLEY_CACHE[key]
+
+
+def _build_markley_map(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    W = torch.zeros(9, 16, dtype=torch.float64)
+    b = torch.zeros(16, dtype=torch.float64)
+    # entry (row, col) of the 4 x 4 matrix: constant and signed entries of R
+    plus = {0: (0, 1, 2), 1: (1, 2, 0), 2: (2, 0, 1)}
+    for i, (a, j, k) in plus.items():
+        b[5 * i] = 1.0  # diagonal 1 + R_ii - R_jj - R_kk
+        W[4 * a, 5 * i], W[4 * j, 5 * i], W[4 * k, 5 * i] = 1.0, -1.0, -1.0
+        for c in (j, k):  # symmetric part R_ic + R_ci
+            W[3 * i + c, 4 * i + c] = W[3 * c + i, 4 * i + c] = 1.0
+        W[3 * k + j, 4 * i + 3] = W[3 * k + j, 12 + i] = 1.0  # antisymmetric R_kj - R_jk
+        W[3 * j + k, 4 * i + 3] = W[3 * j + k, 12 + i] = -1.0
+    b[15] = 1.0  # 1 + tr R
+    W[0, 15] = W[4, 15] = W[8, 15] = 1.0
+    return W.to(dtype=dtype, device=device), b.to(dtype=dtype, device=device)
 
 
 _MARKLEY_CACHE: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
@@ -455,7 +473,7 @@ def log_map(R: Tensor, *, check: bool = True, tol: float | None = None) -> Tenso
     R = _check_matrix("R", R)
     q = _quaternion_from_matrix(R)
     if check:
-        _check_rotation(R, q, ROTATION_TOL.get(R.dtype, 1e-4) if tol is None else float(tol))
+        _check_rotation(R, q, _tolerance(R, tol))
     # q = s (sin(t/2) u, cos(t/2)) with an unknown scale s != 0: atan2(|q_v|, |w|) and
     # q_v / |q_v| do not see s; the series branch normalises by |q| >= 2.
     x, y, z, w = q.unbind(-1)
@@ -836,8 +854,13 @@ def fit_rotation(
             raise ValueError(
                 f"R0: expected shape {(*batch, 3, 3)} or (3, 3), got {tuple(R0.shape)}"
             )
-        _raise_not_rotation(R0, ROTATION_TOL.get(R0.dtype, 1e-4))
-        R = R0.to(p.dtype).expand(*batch, 3, 3).clone()
+        _raise_not_rotation(
+            R0, _tolerance(R0, None), "R0", "Project it with gradbook.so3.project_to_so3."
+        )
+        R = R0.to(p.dtype).expand(*batch, 3, 3)
+        if R0.dtype != p.dtype:  # within R0's tolerance, not yet within p's
+            R = project_to_so3(R)
+        R = R.clone()
 
     w = torch.ones_like(p[..., 0]) if weights is None else weights
     eye = torch.eye(3, dtype=p.dtype, device=p.device)
