@@ -52,3 +52,12 @@ def test_sizes_that_are_not_two_ints(size):
 def test_sizes_below_one(size):
     with pytest.raises(ValueError, match=r"^size: expected \(height, width\) of positive ints"):
         check_size("size", size)
+
+
+def test_dtypes_lists_what_is_accepted():
+    x = torch.zeros(2, dtype=torch.float32)
+    assert check_tensor("x", x, dtypes=(torch.float32, torch.float64)) is x
+    with pytest.raises(
+        TypeError, match=r"^x: expected dtype torch\.float32 or torch\.float64, got torch\.float16$"
+    ):
+        check_tensor("x", x.half(), dtypes=(torch.float32, torch.float64))

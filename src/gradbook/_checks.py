@@ -16,16 +16,27 @@ class SizeError(TypeError, ValueError):
     """A size that is not two ints (both a ``TypeError`` and a ``ValueError``)."""
 
 
-def check_tensor(name: str, x: object, *, floating: bool = True, hint: str = "") -> Tensor:
+def check_tensor(
+    name: str,
+    x: object,
+    *,
+    floating: bool = True,
+    hint: str = "",
+    dtypes: tuple[torch.dtype, ...] | None = None,
+) -> Tensor:
     """Return ``x`` if it is a tensor (floating-point unless ``floating=False``).
 
     ``hint``, when given, ends the message for a non-floating tensor (what to do instead).
+    ``dtypes``, when given, is the exact list of dtypes accepted.
 
     Raises:
         TypeError: ``x`` is not a tensor, or not floating-point when that is required.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if dtypes is not None and x.dtype not in dtypes:
+        expected = " or ".join(str(dtype) for dtype in dtypes)
+        raise TypeError(f"{name}: expected dtype {expected}, got {x.dtype}")
     if floating and not x.is_floating_point():
         advice = f"; {hint}" if hint else ""
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}{advice}")

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradbook._checks import check_size
+from gradbook._checks import check_size, check_tensor
 
 Padding = Literal["circular", "zeros"]
 PADDINGS = ("circular", "zeros")
@@ -69,11 +69,7 @@ MAX_DENSE_ENTRIES = 2**27
 
 
 def _check_tensor(name: str, x: object) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name}: expected dtype torch.float32 or torch.float64, got {x.dtype}")
-    return x
+    return check_tensor(name, x, dtypes=(torch.float32, torch.float64))
 
 
 def _check_weight(weight: object) -> tuple[int, int, int, int]:
@@ -303,21 +299,29 @@ def apply_symbol(x: Tensor, symbol: Tensor) -> Tensor:
     """Multiply frequency by frequency: ``irfft2(S(w) rfft2(x)(w))``.
 
     Args:
-        x: ``(B, n_in, H, W)`` real.
+        x: ``(..., n_in, H, W)`` real (float32 or float64).
         symbol: ``(H, W // 2 + 1, n_out, n_in)`` complex, e.g. :func:`conv_symbol`.
 
     Returns:
-        ``(B, n_out, H, W)`` real, in ``x``'s dtype. The output size is passed to
+        ``(..., n_out, H, W)`` real, in ``x``'s dtype. The output size is passed to
         ``irfft2`` explicitly: without it an odd ``W`` would come back as ``W - 1``.
+
+    Raises:
+        TypeError: ``x`` is not a float32/float64 tensor, or ``symbol`` is not a tensor.
+        ValueError: ``x`` has fewer than 3 dimensions, or ``symbol`` does not fit ``x``.
     """
+    x = _check_tensor("x", x)
+    if x.ndim < 3:
+        raise ValueError(f"x: expected shape (..., n_in, H, W), got {tuple(x.shape)}")
+    symbol = check_tensor("symbol", symbol, floating=False)
     H, W = x.shape[-2:]
-    if symbol.shape[:2] != (H, W // 2 + 1) or symbol.shape[-1] != x.shape[-3]:
+    if symbol.ndim != 4 or symbol.shape[:2] != (H, W // 2 + 1) or symbol.shape[-1] != x.shape[-3]:
         raise ValueError(
             f"symbol: expected shape ({H}, {W // 2 + 1}, n_out, {x.shape[-3]}) for x of shape "
             f"{tuple(x.shape)}, got {tuple(symbol.shape)}"
         )
     spectrum = torch.fft.rfft2(x)
-    out = torch.einsum("uvoc,bcuv->bouv", symbol.to(spectrum.dtype), spectrum)
+    out = torch.einsum("uvoc,...cuv->...ouv", symbol.to(spectrum.dtype), spectrum)
     return torch.fft.irfft2(out, s=(H, W)).to(x.dtype)
 
 
@@ -656,6 +660,10 @@ def circular_preconditioner(
     _, s, Vh = _svd_symbol(weight, H, W)
     damp = reg + shift * s.max().item() ** 2
     if damp <= 0:
+        if s.max().item() == 0:
+            raise ValueError(
+                "weight: all zeros, so C^T C is zero and P does not exist; pass reg > 0"
+            )
         raise ValueError("shift: must be > 0 when reg is 0 (P must be positive definite)")
     V = Vh.mH  # (H, Wf, c_in, r)
     # directions outside the range of V (c_in > c_out) get 1 / damp
@@ -746,11 +754,10 @@ def conv2d_pinv(
         precond = None
         if preconditioner == "circular":
             precond = circular_preconditioner(weight, (H, W), reg, precond_shift)
+        forward, adjoint = conv2d_operator(weight, "zeros")
         x, info = cgls(
-            lambda v: F.conv2d(v, weight, padding=(weight.shape[2] // 2, weight.shape[3] // 2)),
-            lambda v: F.conv_transpose2d(
-                v, weight, padding=(weight.shape[2] // 2, weight.shape[3] // 2)
-            ),
+            forward,
+            adjoint,
             yb,
             (c_in, H, W),
             reg,
