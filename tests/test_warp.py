@@ -505,6 +505,28 @@ def test_align_corners_needs_two_pixels():
     torch.testing.assert_close(out, torch.ones(1, 1, 5))
 
 
+@pytest.mark.parametrize("which", ["src_size", "dst_size"])
+def test_size_errors_name_the_size(which):
+    sizes = {"src_size": (4, 4), "dst_size": (4, 4)}
+    with pytest.raises(ValueError, match=rf"^{which}: expected \(height, width\) of positive"):
+        affine_to_theta(torch.eye(2, 3), **{**sizes, which: (0, 4)})
+    with pytest.raises(ValueError, match=rf"^{which}: align_corners=True needs at least 2"):
+        theta_to_affine(torch.eye(2, 3), **{**sizes, which: (1, 4)}, align_corners=True)
+    with pytest.raises(TypeError, match=rf"^{which}: expected \(height, width\) as two ints"):
+        theta_to_affine(torch.eye(2, 3), **{**sizes, which: (4,)})
+
+
+def test_invert_affine_bad_input():
+    with pytest.raises(TypeError, match=r"^M: expected a torch\.Tensor, got list$"):
+        invert_affine([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    with pytest.raises(
+        TypeError, match=r"^M: expected a floating-point tensor, got dtype torch\.int64"
+    ):
+        invert_affine(torch.eye(2, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"^M: expected shape \(\.\.\., 2, 3\)"):
+        invert_affine(torch.eye(3))
+
+
 def test_rotation_matrix_bad_input():
     with pytest.raises(ValueError, match=r"center: expected \(x, y\)"):
         rotation_matrix_2d((1.0, 2.0, 3.0), 10.0, 1.0)

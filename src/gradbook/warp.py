@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradbook._checks import check_size
+from gradbook._checks import check_size, check_tensor
 
 __all__ = [
     "affine_to_theta",
@@ -74,13 +74,7 @@ BorderLike = float | Tensor | Sequence[float]
 
 
 def _check_image(image: object) -> Tensor:
-    if not isinstance(image, Tensor):
-        raise TypeError(f"image: expected a torch.Tensor, got {type(image).__name__}")
-    if not image.is_floating_point():
-        raise TypeError(
-            f"image: expected a floating-point tensor (float32 or float64), got dtype "
-            f"{image.dtype}; convert first, e.g. image.float() / 255"
-        )
+    image = check_tensor("image", image, hint="convert first, e.g. image.float() / 255")
     if image.ndim not in (3, 4):
         raise ValueError(
             f"image: expected shape (C, H, W) or (B, C, H, W), got {tuple(image.shape)}"
@@ -156,8 +150,7 @@ def invert_affine(M: Tensor, name: str = "M") -> Tensor:
             rounding: ``|det A| <= 64 eps max|A_ij|^2``). OpenCV silently returns a
             zero matrix for a singular ``A``; a warp through it is meaningless.
     """
-    if not isinstance(M, Tensor) or not M.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point tensor, got {type(M).__name__}")
+    M = check_tensor(name, M)
     if M.ndim < 2 or tuple(M.shape[-2:]) != (2, 3):
         raise ValueError(f"{name}: expected shape (..., 2, 3), got {tuple(M.shape)}")
     linear, shift = M[..., :2], M[..., 2:]
@@ -204,19 +197,17 @@ def normalization_matrix(
         ValueError: ``align_corners=True`` with a side of length 1 (its centre is
             both ``-1`` and ``1``; the map is not invertible).
     """
-    height, width = check_size("size", size)
-    if align_corners and (height == 1 or width == 1):
-        raise ValueError(
-            f"size: align_corners=True needs at least 2 pixels per side, got {size!r}; "
-            "use align_corners=False"
-        )
+    return _normalization_matrix("size", size, align_corners, dtype, device)
 
-    def axis(n: int) -> tuple[float, float]:
-        if align_corners:
-            return 2.0 / (n - 1), -1.0
-        return 2.0 / n, 1.0 / n - 1.0
 
-    (sx, ox), (sy, oy) = axis(width), axis(height)
+def _normalization_matrix(
+    name: str,
+    size: object,
+    align_corners: bool,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> Tensor:
+    (sx, ox), (sy, oy) = _axis_normalizations(name, size, align_corners)
     return torch.tensor([[sx, 0.0, ox], [0.0, sy, oy], [0.0, 0.0, 1.0]], dtype=dtype, device=device)
 
 
@@ -258,11 +249,26 @@ def affine_to_theta(
     return _theta_from_dst_to_src(dst_to_src, src_size, dst_size, align_corners)
 
 
-def _axis_normalization(n: int, align_corners: bool) -> tuple[float, float]:
-    """``(scale, offset)`` with ``u = scale * x + offset`` along an axis of ``n`` pixels."""
-    if align_corners:
-        return 2.0 / (n - 1), -1.0
-    return 2.0 / n, 1.0 / n - 1.0
+def _axis_normalizations(
+    name: str, size: object, align_corners: bool
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(scale, offset)`` with ``u = scale * x + offset`` for the x axis, then the y axis.
+
+    ``size`` is ``(height, width)``, validated under the argument name ``name``.
+    """
+    height, width = check_size(name, size)
+    if align_corners and (height == 1 or width == 1):
+        raise ValueError(
+            f"{name}: align_corners=True needs at least 2 pixels per side, got {size!r}; "
+            "use align_corners=False"
+        )
+
+    def axis(n: int) -> tuple[float, float]:
+        if align_corners:
+            return 2.0 / (n - 1), -1.0
+        return 2.0 / n, 1.0 / n - 1.0
+
+    return axis(width), axis(height)
 
 
 def _theta_from_dst_to_src(
@@ -273,18 +279,8 @@ def _theta_from_dst_to_src(
     With ``x = (u - o) / s`` on the destination side and ``u = s x + o`` on the source
     side, ``theta_ij = s_i A_ij / s_j`` and ``theta_i2 = s_i (A_i2 - sum_j A_ij o_j / s_j) + o_i``.
     """
-    for size in (src_size, dst_size):
-        check_size("size", size)
-        if align_corners and 1 in size:
-            normalization_matrix(size, align_corners)  # raises the explanatory error
-    (sxs, oxs), (sys_, oys) = (
-        _axis_normalization(src_size[1], align_corners),
-        _axis_normalization(src_size[0], align_corners),
-    )
-    (sxd, oxd), (syd, oyd) = (
-        _axis_normalization(dst_size[1], align_corners),
-        _axis_normalization(dst_size[0], align_corners),
-    )
+    (sxs, oxs), (sys_, oys) = _axis_normalizations("src_size", src_size, align_corners)
+    (sxd, oxd), (syd, oyd) = _axis_normalizations("dst_size", dst_size, align_corners)
     # theta = S A R + O with S = diag(s_src), R = N_dst^{-1}, O = [0 | o_src]
     constants = A.new_tensor(
         [
@@ -327,8 +323,8 @@ def theta_to_affine(
             (unless ``inverse_map``).
     """
     theta = _as_matrix("theta", theta)
-    src = normalization_matrix(src_size, align_corners, dtype=theta.dtype, device=theta.device)
-    dst = normalization_matrix(dst_size, align_corners, dtype=theta.dtype, device=theta.device)
+    src = _normalization_matrix("src_size", src_size, align_corners, theta.dtype, theta.device)
+    dst = _normalization_matrix("dst_size", dst_size, align_corners, theta.dtype, theta.device)
     dst_to_src = torch.linalg.inv(src) @ _lift(theta) @ dst
     if inverse_map:
         return dst_to_src[..., :2, :]
@@ -558,9 +554,9 @@ def warp_affine(
     image, M, dsize, batched = _prepare(image, M, dsize)
     border = _border_tensor(border_value, image)
     batch, channels, height, width = image.shape
-    dst_to_src = M if inverse_map else invert_affine(M)
     # theta in float64 (six numbers, cheap): only the grid itself is rounded to the image dtype
-    theta = _theta_from_dst_to_src(dst_to_src.double(), (height, width), dsize, False)
+    dst_to_src = M.double() if inverse_map else invert_affine(M.double())
+    theta = _theta_from_dst_to_src(dst_to_src, (height, width), dsize, False)
     theta = theta.to(image.dtype)
     if batch == 0:
         out = image.new_zeros(0, channels, *dsize) + theta.sum() * 0
