@@ -135,6 +135,12 @@ def test_vee_inverts_hat_exactly_and_takes_the_skew_part(device, generator):
         (log_map, torch.eye(3, dtype=torch.int32), TypeError, "R: expected a floating-point"),
         (right_jacobian, torch.zeros(2), ValueError, "v: expected shape"),
         (left_jacobian_inv, np.zeros(3), TypeError, "v: expected a torch.Tensor, got ndarray"),
+        (left_jacobian, torch.zeros(3, 1), ValueError, r"v: expected shape \(\.\.\., 3\)"),
+        (right_jacobian_inv, [0.0] * 3, TypeError, "v: expected a torch.Tensor, got list"),
+        (exp_map_derivative, torch.zeros(2), ValueError, r"v: expected shape \(\.\.\., 3\)"),
+        (rotation_error, torch.zeros(3), ValueError, r"R: expected shape \(\.\.\., 3, 3\)"),
+        (project_to_so3, torch.eye(3).long(), TypeError, "M: expected a floating-point"),
+        (is_rotation, torch.zeros(2, 2), ValueError, r"R: expected shape \(\.\.\., 3, 3\)"),
     ],
 )
 def test_bad_input_is_named(fn, arg, error, message):
@@ -142,11 +148,35 @@ def test_bad_input_is_named(fn, arg, error, message):
         fn(arg)
 
 
+def test_bad_second_arguments_are_named():
+    eye = torch.eye(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"R2: expected shape \(\.\.\., 3, 3\)"):
+        geodesic_distance(eye, torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"R1: expected a torch\.Tensor"):
+        geodesic_distance("I", eye)
+    for tol in (-1e-3, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tol: expected a finite number >= 0"):
+            is_rotation(eye, tol=tol)
+        with pytest.raises(ValueError, match="tol: expected a finite number >= 0"):
+            log_map(eye, tol=tol)
+    with pytest.raises(TypeError, match="tol: expected a number"):
+        is_rotation(eye, tol="1e-8")
+
+
 def test_empty_batches(device, dtype):
     v = torch.zeros(0, 3, device=device, dtype=dtype)
+    R = torch.zeros(0, 3, 3, device=device, dtype=dtype)
     assert exp_map(v).shape == (0, 3, 3)
-    assert log_map(torch.zeros(0, 3, 3, device=device, dtype=dtype)).shape == (0, 3)
+    assert log_map(R).shape == (0, 3)
     assert right_jacobian(v).shape == (0, 3, 3)
+    for jacobian in (left_jacobian, right_jacobian_inv, left_jacobian_inv):
+        assert jacobian(v).shape == (0, 3, 3)
+    assert exp_map_derivative(v).shape == (0, 3, 3, 3)
+    assert hat(v).shape == (0, 3, 3) and vee(R).shape == (0, 3)
+    assert is_rotation(R).shape == (0,)
+    assert [e.shape for e in rotation_error(R)] == [(0,), (0,)]
+    assert project_to_so3(R).shape == (0, 3, 3)
+    assert geodesic_distance(R, R).shape == (0,)
 
 
 # ---------------------------------------------------------------------------
@@ -556,6 +586,28 @@ def test_exp_derivative_formula_against_autograd(v):
     torch.testing.assert_close(exp_map_derivative(vt), J, rtol=0, atol=1e-14)
 
 
+@pytest.mark.parametrize("v", JAC_POINTS, ids=lambda v: f"t={np.linalg.norm(v):.3g}")
+def test_exp_derivative_formula_against_scipy_differences(v):
+    """dR/dv_i by central differences of scipy's Rotation.from_rotvec: no torch involved."""
+    h = 1e-6
+
+    def rotvec_matrix(w):
+        return Rotation.from_rotvec(w).as_matrix()
+
+    expected = np.stack(
+        [
+            (
+                Rotation.from_rotvec(v + h * e).as_matrix()
+                - Rotation.from_rotvec(v - h * e).as_matrix()
+            )
+            / (2 * h)
+            for e in np.eye(3)
+        ]
+    )
+    got = exp_map_derivative(torch.from_numpy(v)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8)
+
+
 def test_jacobians_gradcheck(generator):
     for v in (
         torch.zeros(3, dtype=torch.float64),
@@ -799,6 +851,26 @@ def test_fit_from_a_float32_start_for_float64_points():
     expected = Rotation.align_vectors(q.numpy(), p.numpy())[0].as_matrix()
     torch.testing.assert_close(R, torch.from_numpy(expected), rtol=0, atol=1e-9)
     log_map(R)  # a float64 rotation: no error
+
+
+def test_fit_callback_sees_every_evaluated_rotation():
+    p, q = (torch.from_numpy(a) for a in seed_points())
+    seen = []
+    R, info = fit_rotation(p, q, callback=seen.append)
+    assert len(seen) == info.evaluations
+    torch.testing.assert_close(seen[0], torch.eye(3, dtype=torch.float64), rtol=0, atol=0)
+    assert any(torch.equal(R, rotation) for rotation in seen)
+    # with every step accepted, the k-th evaluated rotation is the fit stopped after k - 1 steps
+    assert all(b < a for a, b in zip(info.history, info.history[1:], strict=False))
+    for k in range(1, 4):
+        R_k, _ = fit_rotation(p, q, max_iterations=k)
+        torch.testing.assert_close(seen[k], R_k, rtol=0, atol=0)
+
+
+def test_fit_callback_must_be_callable():
+    p, q = (torch.from_numpy(a) for a in seed_points())
+    with pytest.raises(TypeError, match="callback: expected a callable or None, got list"):
+        fit_rotation(p, q, callback=[])
 
 
 def test_fit_rejects_collinear_points():

@@ -39,7 +39,8 @@ Numerics:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -315,7 +316,13 @@ def is_rotation(R: Tensor, tol: float | None = None) -> Tensor:
 
 def _tolerance(R: Tensor, tol: float | None) -> float:
     """``tol``, or the default :data:`ROTATION_TOL` of ``R``'s dtype."""
-    return ROTATION_TOL.get(R.dtype, 1e-4) if tol is None else float(tol)
+    if tol is None:
+        return ROTATION_TOL.get(R.dtype, 1e-4)
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool):
+        raise TypeError(f"tol: expected a number or None, got {type(tol).__name__}")
+    if not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
+    return float(tol)
 
 
 def _within(R: Tensor, tol: float) -> Tensor:
@@ -752,7 +759,8 @@ class FitInfo:
         cost: ``(...)`` final cost ``0.5 * sum_i w_i |R p_i - q_i|^2`` per problem.
         converged: ``(...)`` boolean, whether each problem met a stopping test.
         message: why the loop stopped.
-        history: the summed cost after each evaluation that was accepted.
+        history: the summed cost at the start and after each iteration (a rejected
+            step repeats the previous value).
     """
 
     iterations: int
@@ -795,6 +803,7 @@ def fit_rotation(
     ftol: float = 1e-15,
     gtol: float = 0.0,
     damping: float = 1e-4,
+    callback: Callable[[Tensor], object] | None = None,
 ) -> tuple[Tensor, FitInfo]:
     """Least squares over rotations, ``min_R 0.5 sum_i w_i |R p_i - q_i|^2``, on the manifold.
 
@@ -830,6 +839,9 @@ def fit_rotation(
         max_iterations: the most steps to compute.
         xtol, ftol, gtol: stopping tolerances (see above).
         damping: the initial Levenberg-Marquardt ``lambda``.
+        callback: called with every ``(..., 3, 3)`` rotation at which the residuals
+            are evaluated, the start first (``info.evaluations`` calls in all), e.g.
+            to trace the path; rejected trial steps included.
 
     Returns:
         ``(R, info)``: ``(..., 3, 3)`` rotations and a :class:`FitInfo`.
@@ -845,6 +857,8 @@ def fit_rotation(
         raise ValueError(f"method: expected 'lm' or 'gn', got {method!r}")
     if not isinstance(max_iterations, int) or max_iterations < 0:
         raise ValueError(f"max_iterations: expected a non-negative int, got {max_iterations!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     batch = p.shape[:-2]
     if R0 is None:
         R = torch.eye(3, dtype=p.dtype, device=p.device).expand(*batch, 3, 3).clone()
@@ -879,6 +893,8 @@ def fit_rotation(
         return -(torch.linalg.cross(wp, q @ R, dim=-1)).sum(-2)  # q @ R = (R^T q_i) as rows
 
     cost = _cost(R, p, q, weights)
+    if callback is not None:
+        callback(R.detach())
     evaluations, jacobian_evaluations = 1, 1
     history = [float(cost.sum())]
     g = gradient(R)
@@ -906,6 +922,8 @@ def fit_rotation(
             break
         R_trial = R @ exp_map(step)
         cost_trial = _cost(R_trial, p, q, weights)
+        if callback is not None:
+            callback(R_trial.detach())
         evaluations += 1
         decrease = cost - cost_trial
         # the decrease the linear model predicts; below the rounding error of the
