@@ -206,11 +206,7 @@ def test_solve_reference_passes(capsys):
     assert "PASSED Exercise 4.5" in capsys.readouterr().out
 
 
-def circular_fft_answer(y, weight):
-    H, W = y.shape[-2:]
-    inverse = torch.linalg.pinv(conv_symbol(weight, (H, W)))
-    spectrum = torch.einsum("uvco,bouv->bcuv", inverse, torch.fft.rfft2(y))
-    return torch.fft.irfft2(spectrum, s=(H, W))
+circular_fft_answer = pinv_reference  # the exact circular answer, given to the zero-padded task
 
 
 def too_few_iterations(y, weight):

@@ -63,6 +63,11 @@ def _uses_dot_t(answer: Callable) -> bool:
     return re.search(r"\.T\b", source) is not None
 
 
+def _dot_t_hint(answer: Callable) -> str:
+    """The `.T` hint, with a leading space, when ``answer``'s source uses `.T`; else ``""``."""
+    return " " + _DOT_T_HINT if _uses_dot_t(answer) else ""
+
+
 def _attempt(name: str, answer: Callable, *args: object) -> object:
     """``attempt`` that adds the `.T` hint when code using `.T` on tensors crashes."""
     try:
@@ -124,7 +129,7 @@ def check_symbol_1ch(symbol_1ch: Callable[[Tensor, int, int], Tensor]) -> Passed
         fail(
             name,
             f"for a {H} x {W} image your symbol does not reproduce the circular "
-            "cross-correlation." + (" " + _DOT_T_HINT if _uses_dot_t(symbol_1ch) else ""),
+            "cross-correlation." + _dot_t_hint(symbol_1ch),
         )
     return passed(name, "flipped, centred, half plane, odd and even sizes.")
 
@@ -151,37 +156,31 @@ def check_circular_pinv(circular_pinv: Callable[[Tensor, Tensor], Tensor]) -> Pa
             fail(
                 name,
                 f"expected shape {tuple(expected.shape)} (B, c_in, H, W), got {tuple(got.shape)}."
-                + (" " + _DOT_T_HINT if _uses_dot_t(circular_pinv) else ""),
+                + _dot_t_hint(circular_pinv),
             )
         if _close(got, expected, 1e-7):
             continue
         symbol = conv_symbol(weight, (H, W))
-        spectrum = torch.fft.rfft2(y)
-
-        def apply(matrix: Tensor, spectrum: Tensor = spectrum, size=(H, W)) -> Tensor:
-            out = torch.einsum("uvco,bouv->bcuv", matrix, spectrum)
-            return torch.fft.irfft2(out, s=size)
-
-        if _close(got, apply(symbol.mH)) or _close(got, apply(symbol.mT)):
+        if _close(got, apply_symbol(y, symbol.mH)) or _close(got, apply_symbol(y, symbol.mT)):
             fail(
                 name,
                 "you applied the (conjugate) transpose of A(w), i.e. the adjoint A^T y. The "
                 "adjoint inverts only orthogonal operators; use the pseudo-inverse of each "
                 "A(w).",
             )
-        if _close(got, apply(torch.linalg.pinv(symbol.conj()))):
+        if _close(got, apply_symbol(y, torch.linalg.pinv(symbol.conj()))):
             fail(
                 name,
                 "your pseudo-inverse belongs to the conjugated symbol: that inverts the "
                 "convolution with the flipped kernel. Invert A(w) itself.",
             )
-        if _close(got, apply(torch.linalg.pinv(symbol).mT)):
+        if _close(got, apply_symbol(y, torch.linalg.pinv(symbol).mT)):
             fail(
                 name,
                 "you applied the transpose of the pseudo-inverse: contract its *last* index "
                 "(c_out) with the channels of Y(w). " + _DOT_T_HINT,
             )
-        if c_out == c_in and _close(got, apply((1.0 / symbol).mT)):
+        if c_out == c_in and _close(got, apply_symbol(y, (1.0 / symbol).mT)):
             fail(
                 name,
                 "each frequency holds a c_out x c_in matrix: invert the matrix "
@@ -190,7 +189,7 @@ def check_circular_pinv(circular_pinv: Callable[[Tensor, Tensor], Tensor]) -> Pa
         fail(
             name,
             "not the pseudo-inverse of the circular convolution applied to y."
-            + (" " + _DOT_T_HINT if _uses_dot_t(circular_pinv) else ""),
+            + _dot_t_hint(circular_pinv),
         )
     return passed(name, "square, tall and wide per-frequency matrices.")
 
@@ -222,9 +221,7 @@ def check_tikhonov(tikhonov: Callable[[Tensor, Tensor, float], Tensor]) -> Passe
         symbol = conv_symbol(weight, (H, W))
         eye = torch.eye(c_in, dtype=symbol.dtype)
         no_conj = torch.linalg.solve(symbol.mT @ symbol + lam * eye, symbol.mT)
-        no_conj_x = torch.fft.irfft2(
-            torch.einsum("uvco,bouv->bcuv", no_conj, torch.fft.rfft2(y)), s=(H, W)
-        )
+        no_conj_x = apply_symbol(y, no_conj)
         if _close(got, no_conj_x):
             fail(
                 name,
@@ -256,7 +253,7 @@ def check_conv_adjoint(conv_adjoint: Callable[[Tensor, Tensor], Tensor]) -> Pass
             fail(
                 name,
                 f"expected shape {tuple(x.shape)} (B, c_in, H, W), got {tuple(got.shape)}."
-                + (" " + _DOT_T_HINT if _uses_dot_t(conv_adjoint) else ""),
+                + _dot_t_hint(conv_adjoint),
             )
         lhs = (conv2d_zeros(x, weight) * y).sum()
         rhs = (x * got).sum()
@@ -284,7 +281,7 @@ def check_conv_adjoint(conv_adjoint: Callable[[Tensor, Tensor], Tensor]) -> Pass
         fail(
             name,
             f"the adjoint test fails: <A x, y> = {lhs.item():.6f} but <x, A^T y> = "
-            f"{rhs.item():.6f}." + (" " + _DOT_T_HINT if _uses_dot_t(conv_adjoint) else ""),
+            f"{rhs.item():.6f}." + _dot_t_hint(conv_adjoint),
         )
     return passed(name, "<A x, y> = <x, A^T y> to rounding.")
 
