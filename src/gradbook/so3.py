@@ -709,7 +709,10 @@ def kabsch(p: Tensor, q: Tensor, weights: Tensor | None = None) -> Tensor:
     direction of the smallest singular value.
 
     The answer is unique when ``rank M >= 2`` (with ``rank M = 2``, unique thanks
-    to the determinant). Gradients flow through ``torch.linalg.svd`` and are
+    to the determinant). Below that (all weights zero, or every point on one line
+    through the origin) many rotations are optimal and one of them is returned,
+    without an error, so that batches never synchronise; :func:`fit_rotation`
+    checks and raises. Gradients flow through ``torch.linalg.svd`` and are
     finite where the singular values of ``M`` are distinct.
 
     Args:
