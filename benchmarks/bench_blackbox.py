@@ -84,18 +84,24 @@ def sequential(
     budget: int,
     seed: int,
 ) -> dict:
-    """Random probes at x, one at a time: least-squares secant, Broyden from zero, RLS."""
+    """Random probes at x, one at a time: least-squares secant, Broyden from zero, RLS.
+
+    Every run draws its probes afresh from ``seed``, so the timed runs repeat the
+    probes of the counted one. ``budget`` counts ``f(x)`` too: ``budget - 1`` probes.
+    """
     m = x.size
     fx = fun(x)
-    rng = np.random.default_rng(seed)
     h = 1e-6 * max(1.0, float(np.abs(x).max()))
 
     def run(stop_at: int | None) -> tuple[int | None, float, int]:
+        """``(evaluations to the target or None, error at the end, evaluations used)``."""
+        rng = np.random.default_rng(seed)
         J = np.zeros((g.size, m))
         rls = RecursiveLeastSquares(g.size, m, delta=1e-6)
         dX, dF = [], []
-        reached, error = None, float("inf")
+        reached, error, used = None, float("inf"), 1  # f(x)
         for k in range(1, budget):
+            used = k + 1  # k probes and f(x)
             u = rng.standard_normal(m)
             dx = h * u / np.linalg.norm(u)
             df = fun(x + dx) - fx
@@ -110,17 +116,16 @@ def sequential(
                 J = secant_jacobian(np.stack(dX, 1), np.stack(dF, 1))
             error = vjp_relative_error(g @ J, exact)
             if error <= TARGET and reached is None:
-                reached = k + 1  # k probes and f(x)
+                reached = used
                 if stop_at is not None:
                     break
-            if stop_at is not None and k + 1 >= stop_at:
+            if stop_at is not None and used >= stop_at:
                 break
-        return reached, error, k + 1
+        return reached, error, used
 
     reached, error, used = run(None)
     seconds = None
     if reached is not None:
-        rng = np.random.default_rng(seed)
         seconds = median_time(lambda: run(reached), repeat=3, warmup=1)
     return {
         "estimator": name,

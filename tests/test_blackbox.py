@@ -71,6 +71,20 @@ def test_chapter_function_has_the_announced_shape():
     assert f.shape == (10, 20) and f(f.x0).shape == (10,) and f.jacobian(f.x0).shape == (10, 20)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"m": 0}, ValueError, "m: expected a positive int, got 0"),
+        ({"n": 2.5}, TypeError, "n: expected a positive int, got float"),
+        ({"seed": -1}, ValueError, "seed: expected an int >= 0, got -1"),
+        ({"seed": "zero"}, TypeError, "seed: expected an int >= 0, got str"),
+    ],
+)
+def test_smooth_test_function_bad_input(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        smooth_test_function(**kwargs)
+
+
 # ---------------------------------------------------------------------------
 # Finite differences
 
@@ -134,6 +148,12 @@ def test_default_step_values():
         default_step("sideways")
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, np.int32, "int64", torch.bool])
+def test_default_step_integer_dtype_names_the_argument(dtype):
+    with pytest.raises(TypeError, match="dtype: expected a floating-point dtype, got"):
+        default_step("central", dtype)
+
+
 def test_fd_bad_input():
     x = rand(0, 6)
     with pytest.raises(
@@ -150,6 +170,31 @@ def test_fd_bad_input():
         finite_difference_jacobian(F, np.array([1.0, np.nan]))
     with pytest.raises(TypeError, match=r"x: expected a NumPy array or a torch.Tensor, got str"):
         finite_difference_jacobian(F, "x")
+
+
+def test_fd_fx_must_match_the_output():
+    x = rand(0, 6)
+    # a scalar fx for a 4-output f would broadcast into a wrong Jacobian
+    with pytest.raises(
+        ValueError, match=r"fx: expected f\(x\), with as many entries as fun's output \(4\), got 1"
+    ):
+        finite_difference_jacobian(F, x, method="forward", fx=1.0)
+    with pytest.raises(ValueError, match=r"fx: expected f\(x\), .*fun's output \(4\), got 3"):
+        finite_difference_jacobian(F, x, method="backward", fx=F(x)[:3])
+    with pytest.raises(ValueError, match=r"fx: expected f\(x\) of shape \(n,\) or a scalar"):
+        finite_difference_jacobian(F, x, method="forward", fx=F(x)[:, None])
+    with pytest.raises(ValueError, match="fx: expected finite values"):
+        finite_difference_jacobian(F, x, method="forward", fx=np.full(4, np.nan))
+    with pytest.raises(TypeError, match=r"fx: expected a NumPy array or a torch\.Tensor, got str"):
+        finite_difference_jacobian(F, x, method="forward", fx="f(x)")
+    # the right fx, as an array or a tensor, gives the same Jacobian as evaluating f(x)
+    J = finite_difference_jacobian(F, x, method="forward")
+    np.testing.assert_array_equal(finite_difference_jacobian(F, x, method="forward", fx=F(x)), J)
+    xt = torch.as_tensor(x)
+    J_t = finite_difference_jacobian(torch_twin, xt, method="forward", fx=torch_twin(xt))
+    torch.testing.assert_close(
+        J_t, finite_difference_jacobian(torch_twin, xt, method="forward"), rtol=0, atol=0
+    )
 
 
 def test_fd_non_finite_black_box_names_the_probe():
@@ -252,6 +297,27 @@ def test_secant_bad_input():
         rank_one_jacobian(np.ones((3, 1)), np.ones(2))
 
 
+@pytest.mark.parametrize(
+    ("rcond", "error", "message"),
+    [
+        (-1e-3, ValueError, "rcond: expected a finite number >= 0, got -0.001"),
+        (np.nan, ValueError, "rcond: expected a finite number >= 0, got nan"),
+        ("small", TypeError, "rcond: expected a number >= 0, got str"),
+    ],
+)
+def test_secant_rcond_bad_input(rcond, error, message):
+    with pytest.raises(error, match=message):
+        secant_jacobian(rand(0, 6, 3), rand(1, 4, 3), rcond=rcond)
+
+
+def test_secant_rcond_cuts_small_singular_values():
+    dX = np.stack([rand(2, 6), rand(2, 6) + 1e-9 * rand(3, 6)], axis=1)  # nearly parallel
+    dF = rand(4, 4, 2)
+    J = secant_jacobian(dX, dF, rcond=1e-6)
+    np.testing.assert_allclose(J, dF @ np.linalg.pinv(dX, rcond=1e-6), rtol=1e-10, atol=1e-12)
+    assert np.linalg.matrix_rank(J) == 1
+
+
 # ---------------------------------------------------------------------------
 # Broyden
 
@@ -307,8 +373,10 @@ def test_broyden_tiny_and_huge_probes_stay_finite():
     J, df = rand(9, 4, 6), rand(10, 4)
     for scale in (1e-200, 1e200):
         dx = scale * rand(11, 6)
-        new = broyden_update(J, dx, df * (scale if scale > 1 else 1))
+        target = df * (scale if scale > 1 else 1)
+        new = broyden_update(J, dx, target)
         assert np.all(np.isfinite(new))
+        np.testing.assert_allclose(new @ dx, target, rtol=1e-12, atol=1e-12 * np.abs(target).max())
 
 
 def test_broyden_bad_input():
@@ -462,6 +530,20 @@ def test_spsa_bad_input():
         spsa_vjp(F, x, g, 2, 1e-3, distribution="uniform")
     with pytest.raises(ValueError, match="fun: returned non-finite values"):
         spsa_vjp(lambda v: np.full(4, np.nan), x, g, 2, 1e-3)
+    with pytest.raises(ValueError, match="g: expected finite values"):
+        spsa_vjp(F, x, np.array([1.0, np.nan, 0.0, 0.0]), 2, 1e-3)
+    with pytest.raises(TypeError, match=r"generator: expected a torch\.Generator"):
+        spsa_vjp(F, x, g, 2, 1e-3, generator=0)
+
+
+def test_spsa_checks_g_before_spending_evaluations():
+    counted = EvaluationCounter(F)
+    with pytest.raises(ValueError, match="g: expected finite values"):
+        spsa_vjp(counted, rand(0, 6), np.full(4, np.inf), 5, 1e-3)
+    assert counted.calls == 0
+    with pytest.raises(ValueError, match=r"g: expected 4 entries"):
+        spsa_vjp(counted, rand(0, 6), np.ones(3), 5, 1e-3)
+    assert counted.calls == 1  # the first evaluation tells the output's size
 
 
 def test_vjp_relative_error():
@@ -665,11 +747,40 @@ def test_fd_estimator_and_spsa_estimator_vjps():
     np.testing.assert_allclose(fd.vjp(F, x, F(x), g), exact, atol=1e-9)
     one_sample = SPSA(num_samples=1, c=1e-5, generator=torch.Generator().manual_seed(0))
     est = one_sample.vjp(F, x, F(x), g)
-    # one Rademacher sample: (u . v) u, whose projection on u is exact
-    u = np.sign(est / np.dot(exact, np.sign(est))) if np.any(est) else np.ones(6)
-    np.testing.assert_allclose(np.abs(est), np.abs(u * (u @ exact)), rtol=1e-6)
+    # one Rademacher sample: (u . v) u, with u the +-1 direction drawn from the same seed
+    u = torch.randint(0, 2, (1, 6), generator=torch.Generator().manual_seed(0))[0]
+    u = u.double().numpy() * 2 - 1
+    np.testing.assert_allclose(est, u * (u @ exact), rtol=1e-6)
     with pytest.raises(ValueError, match="method: expected one of"):
         FiniteDifferences("exact")
+
+
+@pytest.mark.parametrize(
+    ("eps", "error", "message"),
+    [
+        (0.0, ValueError, "eps: expected a positive finite number, got 0.0"),
+        (np.inf, ValueError, "eps: expected a positive finite number, got inf"),
+        ("1e-6", TypeError, "eps: expected a positive number, got str"),
+    ],
+)
+def test_fd_estimator_bad_eps(eps, error, message):
+    with pytest.raises(error, match=message):
+        FiniteDifferences("central", eps=eps)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"num_samples": 0}, ValueError, "num_samples: expected a positive int, got 0"),
+        ({"num_samples": 2.0}, TypeError, "num_samples: expected a positive int, got float"),
+        ({"c": -1e-4}, ValueError, "c: expected a positive finite number, got -0.0001"),
+        ({"distribution": "uniform"}, ValueError, "distribution: expected 'rademacher'"),
+        ({"generator": 42}, TypeError, r"generator: expected a torch\.Generator"),
+    ],
+)
+def test_spsa_estimator_bad_input_fails_at_construction(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        SPSA(**kwargs)
 
 
 @pytest.mark.parametrize("update", ["broyden", "rls"])
@@ -717,16 +828,70 @@ def test_tracker_counts_the_initial_differences_and_probes():
         JacobianTracker(update="bfgs")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"probes": -1}, ValueError, "probes: expected an int >= 0, got -1"),
+        ({"probes": 1.5}, TypeError, "probes: expected an int >= 0, got float"),
+        ({"eps": 0.0}, ValueError, "eps: expected a positive finite number, got 0.0"),
+        ({"eps": "tiny"}, TypeError, "eps: expected a positive number, got str"),
+        ({"initial": "ones"}, ValueError, "initial: expected 'forward', 'zeros' or an"),
+        ({"initial": np.zeros(6)}, ValueError, r"initial: expected .* got shape \(6,\)"),
+        ({"initial": np.full((4, 6), np.nan)}, ValueError, "initial: expected finite values"),
+        ({"delta": -1.0}, ValueError, "delta: expected a positive finite number"),
+        ({"forgetting": 1.5}, ValueError, r"forgetting: expected a number in \(0, 1\]"),
+        ({"generator": 0}, TypeError, r"generator: expected a torch\.Generator"),
+    ],
+)
+def test_tracker_bad_input(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        JacobianTracker(**kwargs)
+
+
+def test_tracker_initial_of_the_wrong_shape_is_named_at_the_first_call():
+    tracker = JacobianTracker(initial=np.zeros((6, 4)), probes=0)
+    with pytest.raises(ValueError, match=r"initial: expected shape \(4, 6\) \(n, m\)"):
+        tracker.vjp(F, rand(0, 6), F(rand(0, 6)), np.ones(4))
+
+
+def test_tracker_state_is_not_a_constructor_argument():
+    """``jacobian`` and ``evaluations`` are state: passing one would skip the start."""
+    with pytest.raises(TypeError, match="jacobian"):
+        JacobianTracker("rls", jacobian=np.zeros((4, 6)))
+    with pytest.raises(TypeError, match="evaluations"):
+        JacobianTracker(evaluations=3)
+    # a given start goes through initial, and the RLS state is built from it
+    A = rand(75, 4, 6)
+    tracker = JacobianTracker("rls", initial=A, probes=1, generator=np.random.default_rng(0))
+    assert tracker.jacobian is None and tracker.evaluations == 0
+    x = rand(76, 6)
+    tracker.vjp(linear(A), x, A @ x, np.ones(4))
+    assert tracker.evaluations == 1
+    np.testing.assert_allclose(tracker.jacobian, A, atol=1e-9)
+
+
+def test_evaluation_counter_bad_input():
+    with pytest.raises(TypeError, match="fun: expected a callable, got list"):
+        EvaluationCounter([1, 2])
+    with pytest.raises(TypeError, match="record: expected True or False, got str"):
+        EvaluationCounter(F, record="yes")
+
+
 # ---------------------------------------------------------------------------
 # The pendulum
 
 
 def test_pendulum_matches_an_independent_integrator():
-    pendulum = DrivenPendulum()
+    pendulum = DrivenPendulum()  # p = 8 bumps over T = 8, damping c = 0.3
     theta = 0.8 * rand(80, 8)
+    centers, width, damping = np.linspace(0.0, 8.0, 8), 8.0 / 8, 0.3
+
+    def torque(t):
+        """u(t) = sum_k theta_k exp(-(t - t_k)^2 / (2 w^2)), bumps t_k over [0, T], w = T / p."""
+        return theta @ np.exp(-((t - centers) ** 2) / (2 * width**2))
 
     def rhs(t, s):
-        return [s[1], -np.sin(s[0]) - pendulum.damping * s[1] + pendulum.torque(theta, t)]
+        return [s[1], -np.sin(s[0]) - damping * s[1] + torque(t)]
 
     sol = solve_ivp(
         rhs,
@@ -752,6 +917,24 @@ def test_pendulum_sensitivities_match_central_differences():
         ValueError, match=r"theta: expected shape \(4,\) \(one weight per torque bump\)"
     ):
         pendulum(np.zeros(5))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"num_params": 0}, ValueError, "num_params: expected a positive int, got 0"),
+        ({"num_obs": 3.0}, TypeError, "num_obs: expected a positive int, got float"),
+        ({"horizon": -8.0}, ValueError, "horizon: expected a positive finite number, got -8.0"),
+        ({"damping": -0.3}, ValueError, "damping: expected a finite number >= 0, got -0.3"),
+        ({"damping": np.nan}, ValueError, "damping: expected a finite number >= 0, got nan"),
+        ({"damping": "low"}, TypeError, "damping: expected a number >= 0, got str"),
+        ({"rtol": 0.0}, ValueError, "rtol: expected a positive finite number, got 0.0"),
+        ({"atol": None}, TypeError, "atol: expected a positive number, got NoneType"),
+    ],
+)
+def test_pendulum_bad_input(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        DrivenPendulum(**kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -782,3 +965,35 @@ def test_fit_through_blackbox_with_the_exact_jacobian_on_the_pendulum():
         pendulum, data, np.zeros(3), pendulum.jacobian, budget=40, lr=0.05
     )
     assert len(history.loss) == 40 and history.final_loss < 0.05 * history.loss[0]
+
+
+def test_fit_through_blackbox_rejects_data_of_the_wrong_shape():
+    """A (5, 1) target against a (5,) output would broadcast to a (5, 5) loss."""
+    A = rand(92, 5, 3)
+    counted = EvaluationCounter(lambda t: A @ t)
+    with pytest.raises(ValueError, match=r"data: expected the black box's output shape \(5,\), "):
+        fit_through_blackbox(counted, (A @ np.ones(3))[:, None], np.zeros(3), "forward", budget=20)
+    assert counted.calls == 1  # found at the first forward pass, before any probe
+    with pytest.raises(ValueError, match=r"data: .*output shape \(5,\), got \(4,\)"):
+        fit_through_blackbox(lambda t: A @ t, np.zeros(4), np.zeros(3), budget=20)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"data": np.array([1.0, np.nan, 0, 0, 0])}, ValueError, "data: expected finite values"),
+        ({"data": "target"}, TypeError, r"data: expected a NumPy array or a torch\.Tensor"),
+        ({"theta0": np.zeros((1, 3))}, ValueError, r"theta0: expected a 1-D point .*\(1, 3\)"),
+        ({"theta0": np.array([0.0, np.inf, 0.0])}, ValueError, "theta0: expected finite values"),
+        ({"budget": 0}, ValueError, "budget: expected a positive int, got 0"),
+        ({"lr": -0.1}, ValueError, "lr: expected a positive finite number, got -0.1"),
+        ({"jacobian": "exact"}, ValueError, "jacobian: expected 'central', 'forward'"),
+        ({"fun": None}, TypeError, "fun: expected a callable, got NoneType"),
+    ],
+)
+def test_fit_through_blackbox_bad_input(kwargs, error, message):
+    A = rand(93, 5, 3)
+    arguments = {"fun": lambda t: A @ t, "data": np.zeros(5), "theta0": np.zeros(3), "budget": 10}
+    arguments.update(kwargs)
+    with pytest.raises(error, match=message):
+        fit_through_blackbox(**arguments)

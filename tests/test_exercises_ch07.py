@@ -47,6 +47,7 @@ def test_one_probe_pinv_passes():
         # spread df equally over the inputs: J dx = df holds, but J is not minimal
         (lambda dx, df: torch.outer(df, 1 / dx) / dx.numel(), "orthogonal to dx"),
         (lambda dx, df: torch.outer(df, dx), "normalisation|secant condition"),
+        (lambda dx, df: 0.5 * torch.outer(df, dx) / (dx @ dx), "secant condition J dx = df"),
         (lambda dx, df: (torch.outer(df, dx) / (dx @ dx)).numpy().tolist(), "torch.Tensor"),
     ],
 )
@@ -167,6 +168,10 @@ def test_broyden_in_place_also_passes():
         (lambda J, dx, df: torch.outer(df, dx) / (dx @ dx), "replaced J"),
         (lambda J, dx, df: J + torch.outer(df, dx) / (dx @ dx), "residual df - J dx"),
         (lambda J, dx, df: J + torch.outer(df - J @ dx, dx) / dx.norm(), "normalisation"),
+        (
+            lambda J, dx, df: J + 0.5 * torch.outer(df - J @ dx, dx) / (dx @ dx),
+            "newest secant condition",
+        ),
         (lambda J, dx, df: J + torch.outer(dx, df - J @ dx) / (dx @ dx), "outer product"),
         (
             lambda J, dx, df: J + torch.outer(df - J @ dx, torch.ones_like(dx)) / dx.sum(),

@@ -72,11 +72,11 @@ __all__ = [
 ]
 
 Array = np.ndarray | Tensor
-FD_METHODS = ("forward", "backward", "central")
+FD_METHODS = ("central", "forward", "backward")  # the default first
 
 
 # ---------------------------------------------------------------------------
-# Small helpers: array kinds, validation, black-box calls
+# Array kinds, validation, black-box calls
 
 
 def _to_tensor(name: str, a: object) -> tuple[Tensor, bool]:
@@ -115,6 +115,15 @@ def _positive_float(name: str, value: object) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+    return value
+
+
+def _non_negative_float(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"{name}: expected a number >= 0, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return value
 
 
@@ -160,6 +169,23 @@ def _call(fun: Callable, point: Tensor, as_numpy: bool, like: Tensor, where: str
     return out.reshape(-1)
 
 
+def _output_at_x(name: str, value: object, like: Tensor) -> Tensor:
+    """A given ``f(x)``, ``(n,)`` or a scalar, as an ``(n,)`` tensor like ``like`` (dtype, device).
+
+    Raises:
+        TypeError: ``value`` is not a real array or tensor.
+        ValueError: ``value`` has more than one dimension or is not finite.
+    """
+    t, _ = _to_tensor(name, value)
+    if t.ndim > 1:
+        raise ValueError(
+            f"{name}: expected f(x) of shape (n,) or a scalar, got shape {tuple(t.shape)}"
+        )
+    t = t.detach().to(like.device, like.dtype).reshape(-1)
+    _check_finite(name, t)
+    return t
+
+
 def default_step(method: str = "central", dtype: torch.dtype | np.dtype = torch.float64) -> float:
     """The classical finite-difference step for unit-sized inputs in ``dtype``.
 
@@ -172,13 +198,22 @@ def default_step(method: str = "central", dtype: torch.dtype | np.dtype = torch.
 
     Raises:
         ValueError: ``method`` is not one of ``forward``, ``backward``, ``central``.
+        TypeError: ``dtype`` is not a real floating-point dtype (torch or NumPy).
     """
     if method not in FD_METHODS:
         raise ValueError(f"method: expected one of {FD_METHODS}, got {method!r}")
     if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype: expected a floating-point dtype, got {dtype}")
         u = torch.finfo(dtype).eps
     else:
-        u = float(np.finfo(np.dtype(dtype)).eps)
+        try:
+            np_dtype = np.dtype(dtype)
+        except TypeError as error:
+            raise TypeError(f"dtype: expected a floating-point dtype, got {dtype!r}") from error
+        if np_dtype.kind != "f":
+            raise TypeError(f"dtype: expected a floating-point dtype, got {np_dtype}")
+        u = float(np.finfo(np_dtype).eps)
     return u ** (1 / 3) if method == "central" else u**0.5
 
 
@@ -214,17 +249,19 @@ def finite_difference_jacobian(
         eps: base step; ``None`` picks :func:`default_step` for ``method`` and
             ``x``'s dtype (``1.5e-8`` forward, ``6.1e-6`` central in float64).
         method: ``"central"`` (default), ``"forward"`` or ``"backward"``.
-        fx: optional ``f(x)``, reused by the one-sided methods.
+        fx: optional ``f(x)`` (``(n,)`` or a scalar, finite), reused by the
+            one-sided methods instead of evaluating ``fun`` at ``x``.
 
     Returns:
         ``(n, m)`` Jacobian: a NumPy array when ``x`` is one, else a tensor with
         ``x``'s dtype and device.
 
     Raises:
-        TypeError: ``x`` is not a real array or tensor, ``eps`` not a number.
+        TypeError: ``x`` or ``fx`` is not a real array or tensor, ``eps`` not a number.
         ValueError: ``x`` is not 1-D or not finite, ``eps`` is not positive,
-            ``method`` is unknown, or ``fun`` returns non-finite values
-            (the message names the probe).
+            ``method`` is unknown, ``fx`` is not finite or not of ``fun``'s
+            output shape, or ``fun`` returns non-finite values (the message
+            names the probe).
     """
     xt, as_numpy = _to_tensor("x", x)
     if xt.ndim != 1:
@@ -243,27 +280,34 @@ def finite_difference_jacobian(
             f"eps: a step of {eps:g} vanishes next to x in {xt.dtype} (x + h == x); "
             "use a larger eps"
         )
-    columns = []
+    given_fx = None if fx is None else _output_at_x("fx", fx, xt)
+
+    def evaluate(point: Tensor, where: str) -> Tensor:
+        out = _call(fun, point, as_numpy, xt, where)
+        if given_fx is not None and out.numel() != given_fx.numel():
+            raise ValueError(
+                f"fx: expected f(x), with as many entries as fun's output ({out.numel()}), "
+                f"got {given_fx.numel()}"
+            )
+        return out
+
     f0 = None
     if method != "central":
-        if fx is not None:
-            f0, _ = _to_tensor("fx", fx)
-            f0 = f0.detach().to(xt.device, xt.dtype).reshape(-1)
-        else:
-            f0 = _call(fun, xt, as_numpy, xt, " at x")
+        f0 = given_fx if given_fx is not None else evaluate(xt, " at x")
+    columns = []
     for j in range(xt.numel()):
         e = torch.zeros_like(xt)
         if method == "forward":
             e[j] = up[j]
-            col = (_call(fun, xt + e, as_numpy, xt, f" at x + h e_{j}") - f0) / up[j]
+            col = (evaluate(xt + e, f" at x + h e_{j}") - f0) / up[j]
         elif method == "backward":
             e[j] = down[j]
-            col = (f0 - _call(fun, xt - e, as_numpy, xt, f" at x - h e_{j}")) / down[j]
+            col = (f0 - evaluate(xt - e, f" at x - h e_{j}")) / down[j]
         else:
             e_up, e_down = e.clone(), e
             e_up[j], e_down[j] = up[j], down[j]
-            plus = _call(fun, xt + e_up, as_numpy, xt, f" at x + h e_{j}")
-            minus = _call(fun, xt - e_down, as_numpy, xt, f" at x - h e_{j}")
+            plus = evaluate(xt + e_up, f" at x + h e_{j}")
+            minus = evaluate(xt - e_down, f" at x - h e_{j}")
             col = (plus - minus) / (up[j] + down[j])
         columns.append(col)
     return _back(torch.stack(columns, dim=1), as_numpy)
@@ -328,19 +372,33 @@ def secant_jacobian(dX: Array, dF: Array, rcond: float | None = None) -> Array:
     Args:
         dX: ``(m, k)`` probe steps as columns, none of zero length.
         dF: ``(n, k)`` output changes as columns.
-        rcond: relative cut-off for small singular values of ``dX`` (default:
-            torch's, ``max(m, k) * eps``).
+        rcond: relative cut-off (finite, ``>= 0``) for small singular values of
+            ``dX`` (default: torch's, ``max(m, k) * eps``).
 
     Returns:
         ``(n, m)``; NumPy when both inputs are NumPy, else a tensor on their device.
 
     Raises:
-        ValueError: shapes do not match, ``k = 0``, a probe has zero length, or
-            an entry is not finite.
+        ValueError: shapes do not match, ``k = 0``, a probe has zero length, an
+            entry is not finite, or ``rcond`` is negative or not finite.
+        TypeError: ``rcond`` is not a number.
     """
     tX, tF, as_numpy = _probe_matrices(dX, dF)
+    if rcond is not None:
+        rcond = _non_negative_float("rcond", rcond)
     pinv = torch.linalg.pinv(tX, rtol=rcond) if rcond is not None else torch.linalg.pinv(tX)
     return _back(tF @ pinv, as_numpy)
+
+
+def _secant_outer(df: Tensor, dx: Tensor) -> Tensor:
+    """The rank-one ``(n, m)`` matrix ``df dx^T / (dx^T dx)``, ``df`` ``(n,)``, ``dx`` ``(m,)``.
+
+    ``dx`` must be nonzero. Both are divided by ``max |dx_i|`` first, so that
+    ``||dx||^2`` neither underflows nor overflows for tiny or huge probes.
+    """
+    scale = dx.abs().max()
+    unit = dx / scale
+    return torch.outer(df / scale, unit) / (unit @ unit)
 
 
 def rank_one_jacobian(dx: Array, df: Array) -> Array:
@@ -368,10 +426,7 @@ def rank_one_jacobian(dx: Array, df: Array) -> Array:
     if tf.ndim != 1:
         raise ValueError(f"df: expected one output change (n,), got shape {tuple(tf.shape)}")
     tX, tF, _ = _probe_matrices(tx[:, None], tf[:, None], ("dx", "df"))
-    dx_, df_ = tX[:, 0], tF[:, 0]
-    scale = dx_.abs().max()  # ||dx||^2 neither underflows nor overflows
-    unit = dx_ / scale
-    return _back(torch.outer(df_ / scale, unit) / (unit @ unit), np_x and np_f)
+    return _back(_secant_outer(tF[:, 0], tX[:, 0]), np_x and np_f)
 
 
 def broyden_update(J: Array, dx: Array, df: Array) -> Array:
@@ -411,13 +466,9 @@ def broyden_update(J: Array, dx: Array, df: Array) -> Array:
     tf = tf.to(tJ.device, tJ.dtype)
     for name, t in (("J", tJ), ("dx", tx), ("df", tf)):
         _check_finite(name, t)
-    scale = tx.abs().max()
-    if scale == 0:
+    if not bool((tx != 0).any()):
         raise ValueError("dx: expected a nonzero probe, got a zero-length step")
-    unit = tx / scale  # ||dx||^2 neither underflows nor overflows
-    residual = tf - tJ @ tx
-    out = tJ + torch.outer(residual / scale, unit) / (unit @ unit)
-    return _back(out, as_numpy)
+    return _back(tJ + _secant_outer(tf - tJ @ tx, tx), as_numpy)
 
 
 class RecursiveLeastSquares:
@@ -560,23 +611,34 @@ class RecursiveLeastSquares:
 # Random perturbations
 
 
+DISTRIBUTIONS = ("rademacher", "gaussian")
+
+
+def _check_distribution(distribution: object) -> None:
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution: expected 'rademacher' or 'gaussian', got {distribution!r}")
+
+
+def _check_generator(generator: object) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator | np.random.Generator):
+        raise TypeError(
+            "generator: expected a torch.Generator, a numpy.random.Generator or None, "
+            f"got {type(generator).__name__}"
+        )
+
+
 def _draw_directions(
     k: int, m: int, distribution: str, generator: torch.Generator | np.random.Generator | None
 ) -> Tensor:
     """``(k, m)`` float64 CPU directions with ``E[u u^T] = I``."""
-    if distribution not in ("rademacher", "gaussian"):
-        raise ValueError(f"distribution: expected 'rademacher' or 'gaussian', got {distribution!r}")
+    _check_distribution(distribution)
+    _check_generator(generator)
     if isinstance(generator, np.random.Generator):
         if distribution == "rademacher":
             u = generator.integers(0, 2, size=(k, m)) * 2.0 - 1.0
         else:
             u = generator.standard_normal((k, m))
         return torch.from_numpy(np.asarray(u, dtype=np.float64))
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            "generator: expected a torch.Generator, a numpy.random.Generator or None, "
-            f"got {type(generator).__name__}"
-        )
     if distribution == "rademacher":
         u = torch.randint(0, 2, (k, m), generator=generator).to(torch.float64) * 2 - 1
     else:
@@ -624,8 +686,9 @@ def spsa_vjp(
         ``(m,)`` estimate, the same kind as ``x``.
 
     Raises:
-        ValueError: ``x`` not 1-D, ``g`` not of the output's size, ``c`` or
-            ``num_samples`` not positive, or a non-finite black-box output.
+        ValueError: ``x`` not 1-D, ``g`` not of the output's size or not
+            finite, ``c`` or ``num_samples`` not positive, or a non-finite
+            black-box output.
     """
     xt, as_numpy = _to_tensor("x", x)
     if xt.ndim != 1 or xt.numel() == 0:
@@ -635,16 +698,17 @@ def spsa_vjp(
     c = _positive_float("c", c)
     tg, _ = _to_tensor("g", g)
     tg = tg.detach().to(xt.device, xt.dtype).reshape(-1)
+    _check_finite("g", tg)
     xt = xt.detach()
     u = _draw_directions(k, xt.numel(), distribution, generator).to(xt.device, xt.dtype)
     total = torch.zeros_like(xt)
     for s in range(k):
         plus = _call(fun, xt + c * u[s], as_numpy, xt, f" at x + c u_{s}")
-        minus = _call(fun, xt - c * u[s], as_numpy, xt, f" at x - c u_{s}")
-        if plus.numel() != tg.numel():
+        if s == 0 and plus.numel() != tg.numel():
             raise ValueError(
                 f"g: expected {plus.numel()} entries (the size of fun's output), got {tg.numel()}"
             )
+        minus = _call(fun, xt - c * u[s], as_numpy, xt, f" at x - c u_{s}")
         total = total + (tg @ (plus - minus)) / (2 * c) * u[s]
     return _back(total / k, as_numpy)
 
@@ -714,12 +778,24 @@ class AnalyticJacobian:
 
 @dataclass
 class SPSA:
-    """VJP by :func:`spsa_vjp` (``2 * num_samples`` evaluations per call)."""
+    """VJP by :func:`spsa_vjp` (``2 * num_samples`` evaluations per call).
+
+    Raises:
+        TypeError, ValueError: ``num_samples`` not a positive int, ``c`` not a
+            positive number, an unknown ``distribution`` or a ``generator`` of
+            the wrong type.
+    """
 
     num_samples: int = 1
     c: float = 1e-4
     generator: torch.Generator | np.random.Generator | None = None
     distribution: str = "rademacher"
+
+    def __post_init__(self) -> None:
+        self.num_samples = _positive_int("num_samples", self.num_samples)
+        self.c = _positive_float("c", self.c)
+        _check_distribution(self.distribution)
+        _check_generator(self.generator)
 
     def vjp(self, fun: Callable, x: np.ndarray, fx: np.ndarray, g: np.ndarray) -> np.ndarray:
         return spsa_vjp(
@@ -748,6 +824,14 @@ class JacobianTracker:
     Attributes:
         evaluations: black-box evaluations spent by the tracker itself.
         jacobian: the current ``(n, m)`` estimate (``None`` before the first call).
+
+    Both are state, not settings: the constructor does not take them.
+
+    Raises:
+        TypeError, ValueError: an unknown ``update`` or ``initial``, ``probes``
+            not an int ``>= 0``, ``eps`` or ``delta`` not positive,
+            ``forgetting`` outside ``(0, 1]``, an ``initial`` array that is not
+            2-D and finite, or a ``generator`` of the wrong type.
     """
 
     update: str = "broyden"
@@ -758,21 +842,38 @@ class JacobianTracker:
     delta: float = 1.0
     step_secants: bool = True
     generator: torch.Generator | np.random.Generator | None = None
-    evaluations: int = 0
-    jacobian: np.ndarray | None = None
-    _previous: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
-    _rls: RecursiveLeastSquares | None = field(default=None, repr=False)
+    evaluations: int = field(default=0, init=False)
+    jacobian: np.ndarray | None = field(default=None, init=False)
+    _previous: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _rls: RecursiveLeastSquares | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.update not in ("broyden", "rls"):
             raise ValueError(f"update: expected 'broyden' or 'rls', got {self.update!r}")
-        if isinstance(self.probes, bool) or not isinstance(self.probes, int) or self.probes < 0:
-            raise ValueError(f"probes: expected an int >= 0, got {self.probes!r}")
+        if isinstance(self.probes, bool) or not isinstance(self.probes, int | np.integer):
+            raise TypeError(f"probes: expected an int >= 0, got {type(self.probes).__name__}")
+        if self.probes < 0:
+            raise ValueError(f"probes: expected an int >= 0, got {self.probes}")
+        self.probes = int(self.probes)
         self.eps = _positive_float("eps", self.eps)
-        if isinstance(self.initial, str) and self.initial not in ("forward", "zeros"):
-            raise ValueError(
-                f"initial: expected 'forward', 'zeros' or an (n, m) array, got {self.initial!r}"
-            )
+        self.delta = _positive_float("delta", self.delta)
+        self.forgetting = _positive_float("forgetting", self.forgetting)
+        if self.forgetting > 1:
+            raise ValueError(f"forgetting: expected a number in (0, 1], got {self.forgetting!r}")
+        if isinstance(self.initial, str):
+            if self.initial not in ("forward", "zeros"):
+                raise ValueError(
+                    f"initial: expected 'forward', 'zeros' or an (n, m) array, got {self.initial!r}"
+                )
+        else:
+            J0, _ = _to_tensor("initial", self.initial)
+            if J0.ndim != 2:
+                raise ValueError(
+                    f"initial: expected 'forward', 'zeros' or an (n, m) array, "
+                    f"got shape {tuple(J0.shape)}"
+                )
+            _check_finite("initial", J0)
+        _check_generator(self.generator)
 
     def _start(self, fun: Callable, x: np.ndarray, fx: np.ndarray) -> None:
         n, m = fx.size, x.size
@@ -782,7 +883,7 @@ class JacobianTracker:
         elif isinstance(self.initial, str):
             J = np.zeros((n, m))
         else:
-            J = np.asarray(self.initial, dtype=np.float64)
+            J = _to_tensor("initial", self.initial)[0].detach().cpu().double().numpy()
             if J.shape != (n, m):
                 raise ValueError(f"initial: expected shape ({n}, {m}) (n, m), got {J.shape}")
         self.jacobian = np.array(J, dtype=np.float64)
@@ -834,11 +935,16 @@ class EvaluationCounter:
     Optionally records the points it was called at (``record=True``, the
     arguments flattened and concatenated), which is how the exercise checks see
     *where* a function was probed; ``seconds`` adds up the time spent inside.
+
+    Raises:
+        TypeError: ``fun`` is not callable or ``record`` is not a bool.
     """
 
     def __init__(self, fun: Callable[[Any], Any], record: bool = False) -> None:
         if not callable(fun):
             raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
+        if not isinstance(record, bool):
+            raise TypeError(f"record: expected True or False, got {type(record).__name__}")
         self.fun = fun
         self.calls = 0
         self.record = record
@@ -977,16 +1083,18 @@ class _BlackBoxFunction(torch.autograd.Function):
 
 
 def _estimator(jacobian: object, eps: float | None) -> VJPEstimator:
+    """The estimator :func:`wrap_blackbox` uses for ``jacobian`` (and ``eps``)."""
+    methods = ", ".join(repr(method) for method in FD_METHODS)
     if isinstance(jacobian, str):
-        if jacobian not in ("central", "forward", "backward"):
+        if jacobian not in FD_METHODS:
             raise ValueError(
-                "jacobian: expected 'central', 'forward', 'backward', an estimator with "
+                f"jacobian: expected {methods}, an estimator with "
                 f".vjp(fun, x, fx, g) or a function x -> (n, m) Jacobian, got {jacobian!r}"
             )
         return FiniteDifferences(jacobian, eps)
     if eps is not None:
         raise ValueError(
-            "eps: only used with jacobian='central'/'forward'/'backward'; "
+            f"eps: only used with jacobian={'/'.join(map(repr, FD_METHODS))}; "
             f"set the step on the estimator instead (got eps={eps!r} with "
             f"{type(jacobian).__name__})"
         )
@@ -995,8 +1103,7 @@ def _estimator(jacobian: object, eps: float | None) -> VJPEstimator:
     if callable(jacobian):
         return AnalyticJacobian(jacobian)
     raise TypeError(
-        "jacobian: expected 'central', 'forward', 'backward', an estimator or a callable, "
-        f"got {type(jacobian).__name__}"
+        f"jacobian: expected {methods}, an estimator or a callable, got {type(jacobian).__name__}"
     )
 
 
@@ -1215,8 +1322,22 @@ class SmoothTestFunction:
 
 
 def smooth_test_function(m: int = 20, n: int = 10, seed: int = 0) -> SmoothTestFunction:
-    """Draw the chapter's test function (see :class:`SmoothTestFunction`) from ``seed``."""
+    """Draw the chapter's test function (see :class:`SmoothTestFunction`) from ``seed``.
+
+    Args:
+        m: the number of inputs (``>= 1``).
+        n: the number of outputs (``>= 1``).
+        seed: an int ``>= 0`` for ``numpy.random.default_rng``.
+
+    Raises:
+        TypeError, ValueError: ``m`` or ``n`` not a positive int, ``seed`` not
+            an int ``>= 0``.
+    """
     m, n = _positive_int("m", m), _positive_int("n", n)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed: expected an int >= 0, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed: expected an int >= 0, got {seed}")
     gen = np.random.default_rng(seed)
     A = gen.standard_normal((n, m)) / math.sqrt(m)
     B = gen.standard_normal((n, m)) / math.sqrt(m)
@@ -1242,6 +1363,17 @@ class DrivenPendulum:
     differentiate it; :meth:`jacobian` gets the exact ``(n, p)`` Jacobian from
     the forward sensitivity equations ``S' = A(t) S + B(t)``,
     ``A = [[0, 1], [-cos q, -c]]``, ``B = [0; phi(t)^T]``, integrated alongside.
+
+    Args:
+        num_params: ``p``, the number of torque bumps (``>= 1``).
+        num_obs: ``n``, the number of observation times (``>= 1``).
+        horizon: ``T > 0``.
+        damping: ``c >= 0``.
+        rtol, atol: the integrator's tolerances (``> 0``).
+
+    Raises:
+        TypeError, ValueError: a size that is not a positive int, or a number
+            outside its range.
     """
 
     def __init__(
@@ -1256,7 +1388,7 @@ class DrivenPendulum:
         self.num_params = _positive_int("num_params", num_params)
         self.num_obs = _positive_int("num_obs", num_obs)
         self.horizon = _positive_float("horizon", horizon)
-        self.damping = float(damping)
+        self.damping = _non_negative_float("damping", damping)
         self.rtol, self.atol = _positive_float("rtol", rtol), _positive_float("atol", atol)
         self.centers = np.linspace(0.0, self.horizon, self.num_params)
         self.width = self.horizon / self.num_params
@@ -1346,6 +1478,24 @@ class DrivenPendulum:
 # Training through a black box
 
 
+def _check_point(name: str, t: Tensor) -> None:
+    """Raise unless ``t`` is a finite 1-D point ``(m,)`` with ``m >= 1``."""
+    if t.ndim != 1 or t.numel() == 0:
+        raise ValueError(
+            f"{name}: expected a 1-D point of shape (m,) with m >= 1, got shape {tuple(t.shape)}"
+        )
+    _check_finite(name, t)
+
+
+def _check_target_shape(name: str, target: Tensor, prediction: Tensor) -> None:
+    """Raise unless ``target`` has the black box's output shape (broadcasting would hide it)."""
+    if target.shape != prediction.shape:
+        raise ValueError(
+            f"{name}: expected the black box's output shape {tuple(prediction.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+
+
 @dataclass
 class FitHistory:
     """What :func:`fit_through_blackbox` records, one entry per optimiser step."""
@@ -1386,21 +1536,31 @@ def fit_through_blackbox(
     Returns:
         A :class:`FitHistory`: per step the evaluations so far, the seconds so
         far and the loss *before* the step; the final ``theta`` and its loss.
+
+    Raises:
+        TypeError, ValueError: ``fun`` not callable, ``budget`` or ``lr`` not
+            positive, ``theta0`` not a finite ``(p,)`` array, ``data`` not
+            finite or not of the black box's output shape (found at the first
+            forward pass), or an unknown ``jacobian``.
     """
     budget = _positive_int("budget", budget)
     lr = _positive_float("lr", lr)
     counted = EvaluationCounter(fun)
     model = wrap_blackbox(counted, jacobian=jacobian)
     theta_t, _ = _to_tensor("theta0", theta0)
+    _check_point("theta0", theta_t)
     theta = theta_t.detach().to(device=device, dtype=torch.float64).clone().requires_grad_(True)
     data_t, _ = _to_tensor("data", data)
+    _check_finite("data", data_t)
     target = data_t.to(device=theta.device, dtype=torch.float64)
     optimiser = torch.optim.Adam([theta], lr=lr)
     history = FitHistory([], [], [], np.empty(0), float("nan"))
     start = time.perf_counter()
     while counted.calls < budget:
         optimiser.zero_grad()
-        loss = ((model(theta) - target) ** 2).mean()
+        prediction = model(theta)
+        _check_target_shape("data", target, prediction)
+        loss = ((prediction - target) ** 2).mean()
         loss.backward()
         optimiser.step()
         history.evaluations.append(counted.calls)
