@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from gradbook._checks import SizeError, check_size, check_tensor
+from gradbook._checks import (
+    SizeError,
+    check_broadcasts_to,
+    check_callable,
+    check_nonnegative,
+    check_size,
+    check_tensor,
+)
 
 
 def test_returns_the_tensor_itself():
@@ -61,3 +70,54 @@ def test_dtypes_lists_what_is_accepted():
         TypeError, match=r"^x: expected dtype torch\.float32 or torch\.float64, got torch\.float16$"
     ):
         check_tensor("x", x.half(), dtypes=(torch.float32, torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("value_shape", "like_shape"),
+    [((3, 4), (3, 4)), ((1, 4), (3, 4)), ((4,), (2, 3, 4)), ((), (3,)), ((3, 1), (3, 0))],
+)
+def test_shapes_that_broadcast_to_the_target(value_shape, like_shape):
+    check_broadcasts_to("ref", torch.zeros(value_shape), torch.zeros(like_shape), "v")
+    check_broadcasts_to("fill", torch.zeros(value_shape), torch.Size(like_shape), "the result")
+
+
+@pytest.mark.parametrize(
+    ("value_shape", "like_shape"),
+    [((3, 5), (3, 4)), ((2, 3, 4), (3, 4)), ((3, 1), (1, 4)), ((4,), ())],
+)
+def test_shapes_that_do_not_broadcast_to_the_target_name_both(value_shape, like_shape):
+    """Growing the target (``(3, 1)`` with ``(1, 4)``) is not broadcasting *to* it."""
+    value_text, like_text = re.escape(str(tuple(value_shape))), re.escape(str(tuple(like_shape)))
+    with pytest.raises(
+        ValueError,
+        match=rf"^ref: shape {value_text} does not broadcast to the shape of v, {like_text}$",
+    ):
+        check_broadcasts_to("ref", torch.zeros(value_shape), torch.zeros(like_shape), "v")
+    with pytest.raises(ValueError, match=r"^fill: shape .* of the result, "):
+        check_broadcasts_to("fill", torch.zeros(value_shape), like_shape, "the result")
+
+
+def test_broadcasts_to_checks_the_device_of_a_tensor_target():
+    meta = torch.zeros(3, device="meta")
+    with pytest.raises(ValueError, match=r"^ref: on meta, but v is on cpu$"):
+        check_broadcasts_to("ref", meta, torch.zeros(3), "v")
+    check_broadcasts_to("ref", meta, torch.Size([3]), "v")  # a bare shape has no device
+
+
+def test_callables():
+    assert check_callable("f", torch.sin) is torch.sin
+    with pytest.raises(TypeError, match=r"^fun: expected a callable, got int$"):
+        check_callable("fun", 3)
+    with pytest.raises(TypeError, match=r"^f: expected a function of one tensor, got str$"):
+        check_callable("f", "sin", "a function of one tensor")
+
+
+def test_non_negative_numbers():
+    assert check_nonnegative("rtol", 0) == 0.0
+    assert check_nonnegative("rtol", np.float32(1e-3)) == pytest.approx(1e-3)
+    for bad in (-1e-9, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"^rtol: expected a finite number >= 0"):
+            check_nonnegative("rtol", bad)
+    for bad in ("1e-3", True, None, torch.tensor(1.0)):
+        with pytest.raises(TypeError, match=r"^rtol: expected a number >= 0, got "):
+            check_nonnegative("rtol", bad)

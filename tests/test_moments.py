@@ -179,12 +179,74 @@ def test_soft_argmax_tends_to_the_argmax(device):
         (lambda: spatial_moments(torch.zeros(2, 3), normalize=True), ValueError, "sum is 0"),
         (lambda: spatial_moments(torch.full((2, 2), float("nan"))), ValueError, "finite"),
         (lambda: soft_argmax(torch.zeros(3, 3), beta=0.0), ValueError, "beta: expected a positive"),
+        (
+            lambda: soft_argmax(torch.zeros(3, 3), beta=float("inf")),
+            ValueError,
+            r"^beta: expected a positive finite number, got inf$",
+        ),
+        (
+            lambda: soft_argmax(torch.zeros(3, 3), beta="2"),
+            TypeError,
+            r"^beta: expected a positive number, got str$",
+        ),
+        (
+            lambda: soft_argmax(torch.zeros(3, 3), beta=1e39),
+            ValueError,
+            r"^beta: beta \* scores overflows torch\.float32",
+        ),
+        (
+            lambda: soft_argmax(torch.zeros(3, 3, dtype=torch.long)),
+            TypeError,
+            r"^scores: expected a floating-point tensor, got dtype torch\.int64$",
+        ),
+        (
+            lambda: soft_argmax([[0.0, 1.0]]),
+            TypeError,
+            r"^scores: expected a torch\.Tensor, got list$",
+        ),
+        (
+            lambda: soft_argmax(torch.zeros(5)),
+            ValueError,
+            r"^scores: expected shape \(\.\.\., H, W\) with at least 2 dimensions, got \(5,\)$",
+        ),
+        (
+            lambda: soft_argmax(torch.zeros(2, 0)),
+            ValueError,
+            r"^scores: expected H >= 1 and W >= 1, got shape \(2, 0\)$",
+        ),
+        (
+            lambda: soft_argmax(torch.tensor([[0.0, float("inf")]])),
+            ValueError,
+            r"^scores: expected no NaN or \+inf",
+        ),
+        (
+            lambda: soft_argmax(torch.tensor([[0.0, float("nan")]])),
+            ValueError,
+            r"^scores: expected no NaN or \+inf",
+        ),
+        (
+            lambda: soft_argmax(torch.full((2, 2, 2), -float("inf"))),
+            ValueError,
+            r"^scores: expected at least one finite score per map, got a map of -inf$",
+        ),
         (lambda: pixel_grid(0, 3), ValueError, "height: expected a positive int, got 0"),
     ],
 )
 def test_bad_input_messages(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_soft_argmax_is_the_mean_of_the_softmax_and_masks_minus_inf(device):
+    gen = torch.Generator().manual_seed(7)
+    scores = torch.randn(2, 4, 6, generator=gen, dtype=F64).to(device)
+    p = (1.5 * scores).flatten(-2).softmax(-1).reshape(scores.shape)
+    torch.testing.assert_close(soft_argmax(scores, beta=1.5), spatial_moments(p)[0])
+    masked = scores.clone()
+    masked[0, :, 3:] = -float("inf")  # only the left half of the first map counts
+    p_left = (1.5 * scores[0, :, :3]).flatten().softmax(0).reshape(4, 3)
+    torch.testing.assert_close(soft_argmax(masked, beta=1.5)[0], spatial_moments(p_left)[0])
+    torch.testing.assert_close(soft_argmax(masked, beta=1.5)[1], spatial_moments(p)[0][1])
 
 
 def test_sum_tolerance_allows_float32_rounding():

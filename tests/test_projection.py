@@ -43,6 +43,32 @@ def np_orthogonal(v: np.ndarray, r: np.ndarray, dims) -> np.ndarray:
     return out
 
 
+def np_parallel(v: np.ndarray, r: np.ndarray, dims) -> np.ndarray:
+    """``((v . r) / (r . r)) r`` group by group, ``0`` where ``r`` is zero.
+
+    ``r`` is first divided by its largest ``|entry|`` in the group, which leaves
+    the projection unchanged (it is scale-free in ``r``) and keeps ``r . r`` from
+    underflowing for subnormal references.
+    """
+    r = np.broadcast_to(r, v.shape)
+    if dims is None:
+        dims = tuple(range(v.ndim))
+    rest = [d for d in range(v.ndim) if d not in dims]
+    out = np.zeros(v.shape, dtype=np.float64)
+    for index in np.ndindex(*[v.shape[d] for d in rest]):
+        sl = [slice(None)] * v.ndim
+        for d, i in zip(rest, index, strict=True):
+            sl[d] = i
+        sl = tuple(sl)
+        a, b = v[sl].astype(np.float64).ravel(), r[sl].astype(np.float64).ravel()
+        largest = np.abs(b).max(initial=0.0)
+        if largest == 0:
+            continue
+        b = b / largest
+        out[sl] = ((a @ b) / (b @ b) * b).reshape(v[sl].shape)
+    return out
+
+
 def np_pcgrad(grads: list[np.ndarray], orders: list[list[int]]) -> np.ndarray:
     """PCGrad as in Yu et al. (2020), Algorithm 1, with a given visiting order per task."""
     edited = []
@@ -57,7 +83,7 @@ def np_pcgrad(grads: list[np.ndarray], orders: list[list[int]]) -> np.ndarray:
 
 
 def randn(generator, *shape, dtype=torch.float64, device="cpu"):
-    return torch.randn(*shape, generator=generator, dtype=torch.float64).to(device, dtype)
+    return torch.randn(shape, generator=generator, dtype=torch.float64).to(device, dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -85,6 +111,28 @@ def test_orthogonal_component_matches_reference(shape, ref_shape, dims, device, 
     rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-12, 1e-12)
     np.testing.assert_allclose(got.double().cpu().numpy(), expected, rtol=rtol, atol=atol)
     assert got.dtype == dtype and got.device.type == device.type
+
+
+@pytest.mark.parametrize(
+    ("shape", "ref_shape", "dims"),
+    [
+        ((3, 8, 8), (3, 8, 8), None),
+        ((4, 3, 5, 5), (4, 3, 5, 5), (1, 2, 3)),
+        ((4, 3, 5, 5), (3, 5, 5), (2, 3)),  # one reference per channel, shared by the samples
+        ((6, 7), (6, 1), 0),  # a column reference broadcast along dimension 1
+        ((), (), None),
+    ],
+)
+def test_parallel_component_matches_the_formula(shape, ref_shape, dims, device, dtype, generator):
+    """``((v . r) / (r . r)) r``, computed apart from the library (which goes through r/||r||)."""
+    v = randn(generator, *shape, dtype=dtype, device=device)
+    r = randn(generator, *ref_shape, dtype=dtype, device=device)
+    got = parallel_component(v, r, dims)
+    norm_dims = None if dims is None else tuple(d % len(shape) for d in np.atleast_1d(dims))
+    expected = np_parallel(v.double().cpu().numpy(), r.double().cpu().numpy(), norm_dims)
+    rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-12, 1e-12)
+    np.testing.assert_allclose(got.double().cpu().numpy(), expected, rtol=rtol, atol=atol)
+    assert got.shape == v.shape and got.dtype == dtype and got.device.type == device.type
 
 
 def test_parallel_plus_orthogonal_is_v(device, generator):
@@ -162,6 +210,63 @@ def test_tiny_and_huge_references_do_not_overflow():
         torch.testing.assert_close(out, torch.tensor([-0.5, 0.5, 3.0]))
 
 
+def test_zero_dimensional_tensors_are_one_dimensional_vectors(device):
+    """A 0-d tensor is a vector of R^1: the line it spans is all of R^1 (if it is non-zero)."""
+    v = torch.tensor(3.0, dtype=torch.float64, device=device)
+    r = torch.tensor(-2.0, dtype=torch.float64, device=device)
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    assert inner(v, r).item() == -6.0 and inner(v, r).shape == ()
+    assert parallel_component(v, r).item() == 3.0
+    assert orthogonal_component(v, r).item() == 0.0
+    assert orthogonal_component(v, zero).item() == 3.0
+    assert cosine(v, r).item() == -1.0 and cosine(v, zero).item() == 0.0
+    assert orthogonal_to_subspace(v, [r]).item() == 0.0
+    assert orthogonal_to_subspace(v, [zero]).item() == 3.0
+    # the 0-sphere {-|x|, |x|} has no tangent direction: the step leaves x where it is
+    for x in (v, r):
+        new = sphere_step(x, torch.tensor(5.0, dtype=torch.float64, device=device), 0.1)
+        assert new.shape == () and new.item() == x.item()
+    assert sphere_step(zero, v, 0.1).item() == 0.0
+    assert pcgrad([v, r]).item() == 0.0  # each conflicts with the other and loses all of itself
+
+
+def test_zero_dimensional_gradients(device):
+    x = torch.tensor(2.0, dtype=torch.float64, device=device, requires_grad=True)
+    g = torch.tensor(1.0, dtype=torch.float64, device=device, requires_grad=True)
+    dx, dg = torch.autograd.grad(sphere_step(x, g, 0.1), (x, g))
+    assert dx.item() == 1.0 and dg.item() == 0.0
+    # cosine is piecewise constant in 1-D: its gradient is zero, also at a zero argument
+    zero = torch.zeros((), dtype=torch.float64, device=device, requires_grad=True)
+    grads = torch.autograd.grad(cosine(x, zero), (x, zero))
+    assert [t.item() for t in grads] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_sphere_step_at_extreme_magnitudes_float32(scale):
+    """||x||^2 underflows (1e-60) or overflows (1e60) in float32; the retraction must not."""
+    x64 = torch.tensor([[1.0, 2.0, 3.0], [-4.0, 0.5, 2.0]], dtype=torch.float64) * scale
+    g64 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, -1.0]], dtype=torch.float64) * scale
+    new = sphere_step(x64.float(), g64.float(), 0.3, dims=1)
+    # float64 holds these squares: the textbook formula is the reference there
+    x, g = x64.numpy(), g64.numpy()
+    g_perp = g - (np.sum(g * x, 1) / np.sum(x * x, 1))[:, None] * x
+    y = x - 0.3 * g_perp
+    expected = y * (np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1))[:, None]
+    assert torch.isfinite(new).all() and (new != 0).any()
+    np.testing.assert_allclose(new.double().numpy(), expected, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(
+        np.linalg.norm(new.double().numpy(), axis=1), np.linalg.norm(x, axis=1), rtol=1e-6
+    )
+
+
+def test_vectors_with_no_entries(device):
+    v = torch.zeros(3, 0, device=device)
+    assert orthogonal_component(v, v, dims=1).shape == (3, 0)
+    assert sphere_step(v, v, 0.1, dims=1).shape == (3, 0)
+    assert orthogonal_to_subspace(v, [v, v], dims=1).shape == (3, 0)
+    assert cosine(v, v, dims=1).tolist() == [0.0, 0.0, 0.0]
+
+
 def test_empty_batch(device):
     v = torch.zeros(0, 3, 4, 4, device=device)
     out = orthogonal_component(v, v, dims=(1, 2, 3))
@@ -197,6 +302,10 @@ def test_properties_orthogonality_decomposition_idempotence(v_np, data):
     par = parallel_component(v, r)
     scale = max(1.0, float(np.abs(v_np).max()))
     torch.testing.assert_close(orth + par, v, rtol=0, atol=1e-12 * scale)
+    # the parallel part against the formula, computed independently
+    np.testing.assert_allclose(
+        par.numpy(), np_parallel(v_np, r_np, None), rtol=0, atol=1e-12 * scale * v.numel()
+    )
     # orthogonal to r (relative to the sizes involved)
     assert (
         abs(inner(orth, r).item())
@@ -254,6 +363,38 @@ def test_orthogonal_to_subspace_nearly_dependent_basis(generator):
     assert abs(cosine(out, b).item()) < 1e-12
     # an exactly repeated reference removes nothing more than one copy
     torch.testing.assert_close(orthogonal_to_subspace(v, [a, a]), orthogonal_component(v, a))
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e25])
+def test_orthogonal_to_subspace_extreme_references_float32(scale, generator):
+    """Column norms of 1e25 entries overflow float32 (1e50), of 1e-25 underflow; neither
+    reference may be dropped: the result is that of the same references at scale 1."""
+    v = randn(generator, 6, dtype=torch.float32)
+    basis = randn(generator, 2, 6, dtype=torch.float32)
+    expected = orthogonal_to_subspace(v, basis)
+    got = orthogonal_to_subspace(v, basis * scale)
+    assert basis.abs().max() * scale < torch.finfo(torch.float32).max
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert cosine(got, basis[0]).abs() < 1e-5 and cosine(got, basis[1]).abs() < 1e-5
+
+
+def test_orthogonal_to_subspace_promotes_over_every_reference(generator):
+    v = randn(generator, 8, dtype=torch.float32)
+    a, b = randn(generator, 8, dtype=torch.float32), randn(generator, 8)
+    got = orthogonal_to_subspace(v, [a, b])
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, orthogonal_to_subspace(v.double(), [a.double(), b]))
+
+
+def test_orthogonal_to_subspace_rtol(generator):
+    a = randn(generator, 10)
+    b = a + 1e-6 * randn(generator, 10)
+    v = randn(generator, 10)
+    # b is independent of a at rtol=0, the same direction at rtol=1e-3
+    assert cosine(orthogonal_to_subspace(v, [a, b], rtol=0.0), b).abs() < 1e-12
+    torch.testing.assert_close(
+        orthogonal_to_subspace(v, [a, b], rtol=1e-3), orthogonal_component(v, a)
+    )
 
 
 def test_orthogonal_to_subspace_per_sample(generator):
@@ -343,3 +484,90 @@ def test_bad_types_and_values():
         pcgrad([])
     with pytest.raises(ValueError, match="reduction"):
         pcgrad([torch.ones(3)], reduction="max")
+    with pytest.raises(ValueError, match=r"grads\[1\]: on meta, but grads\[0\] is on cpu"):
+        pcgrad([torch.ones(3), torch.ones(3, device="meta")])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: inner(torch.arange(3), torch.ones(3)),
+            TypeError,
+            r"^u: expected a floating-point tensor, got dtype torch\.int64$",
+        ),
+        (
+            lambda: inner(torch.ones(3), (1.0, 2.0, 3.0)),
+            TypeError,
+            r"^v: expected a torch\.Tensor, got tuple$",
+        ),
+        (
+            lambda: inner(torch.ones(3), torch.ones(2, 3)),
+            ValueError,
+            r"^v: shape \(2, 3\) does not broadcast to the shape of u, \(3,\)$",
+        ),
+        (
+            lambda: cosine(3.0, torch.ones(3)),
+            TypeError,
+            r"^u: expected a torch\.Tensor, got float$",
+        ),
+        (
+            lambda: cosine(torch.ones(3), torch.ones(4)),
+            ValueError,
+            r"^v: shape \(4,\) does not broadcast to the shape of u, \(3,\)$",
+        ),
+        (
+            lambda: parallel_component(torch.ones(3), torch.ones(3, dtype=torch.int32)),
+            TypeError,
+            r"^ref: expected a floating-point tensor, got dtype torch\.int32$",
+        ),
+        (
+            lambda: parallel_component(torch.ones(2, 3), torch.ones(3), dims=2),
+            ValueError,
+            r"^dims: dimension 2 is out of range for a tensor of shape \(2, 3\)$",
+        ),
+        (
+            lambda: orthogonal_to_subspace(torch.ones(3), 3),
+            TypeError,
+            r"^basis: expected a tensor \(k, \.\.\.\) or a sequence of tensors, got int$",
+        ),
+        (
+            lambda: orthogonal_to_subspace(torch.ones(3), [torch.ones(3), [0.0, 1.0, 0.0]]),
+            TypeError,
+            r"^basis\[1\]: expected a torch\.Tensor, got list$",
+        ),
+        (
+            lambda: orthogonal_to_subspace(torch.ones(3), torch.eye(3, dtype=torch.int64)),
+            TypeError,
+            r"^basis: expected a floating-point tensor, got dtype torch\.int64$",
+        ),
+        (
+            lambda: orthogonal_to_subspace(torch.ones(3), [torch.ones(3), torch.ones(4)]),
+            ValueError,
+            r"^basis\[1\]: shape \(4,\) does not broadcast to the shape of v, \(3,\)$",
+        ),
+        (
+            lambda: orthogonal_to_subspace(torch.ones(3), torch.tensor(1.0)),
+            ValueError,
+            r"^basis: expected k stacked references, got a 0-d tensor$",
+        ),
+        (
+            lambda: orthogonal_to_subspace(torch.ones(3), [torch.ones(3)], rtol=float("nan")),
+            ValueError,
+            r"^rtol: expected a finite number >= 0, got nan$",
+        ),
+        (
+            lambda: orthogonal_to_subspace(torch.ones(3), [torch.ones(3)], rtol=-1e-3),
+            ValueError,
+            r"^rtol: expected a finite number >= 0, got -0\.001$",
+        ),
+        (
+            lambda: orthogonal_to_subspace(torch.ones(3), [torch.ones(3)], rtol="1e-3"),
+            TypeError,
+            r"^rtol: expected a number >= 0, got str$",
+        ),
+    ],
+)
+def test_bad_input_names_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

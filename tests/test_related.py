@@ -170,6 +170,46 @@ def test_hard_count():
         hard_count(a, 5.0, radius=-1)
 
 
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: hard_count([5.0, 5.0], 5.0),
+            TypeError,
+            r"^x: expected a torch\.Tensor, got list$",
+        ),
+        (
+            lambda: hard_count(torch.tensor([5.0]), "5"),
+            TypeError,
+            r"^value: expected a number or a tensor, got str$",
+        ),
+        (
+            lambda: hard_count(torch.tensor([5.0]), None),
+            TypeError,
+            r"^value: expected a number or a tensor, got NoneType$",
+        ),
+        (
+            lambda: hard_count(torch.tensor([5.0, 1.0]), torch.ones(3)),
+            ValueError,
+            r"^value: shape \(3,\) does not broadcast to the shape of x, \(2,\)$",
+        ),
+        (
+            lambda: count_distribution_naive(torch.full((17,), 0.5)),
+            ValueError,
+            r"^p: expected shape \(N,\) with N <= 16, got \(17,\)$",
+        ),
+        (
+            lambda: count_distribution_naive(torch.full((2, 3), 0.5)),
+            ValueError,
+            r"^p: expected shape \(N,\) with N <= 16, got \(2, 3\)$",
+        ),
+    ],
+)
+def test_hard_count_and_naive_distribution_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
 # ------------------------------------------------------------------ expected counts, distribution
 
 
@@ -353,7 +393,13 @@ def test_safe_divide_broadcast_and_dtype(device):
         (
             (torch.ones(2), torch.ones(2), torch.ones(3)),
             ValueError,
-            r"fill: shape \(3,\) does not broadcast to the result's shape \(2,\)",
+            r"fill: shape \(3,\) does not broadcast to the shape of the result, \(2,\)",
+        ),
+        (
+            # (2, 1) would grow the (3,) result to (2, 3): not "to" the result's shape
+            (torch.ones(3), torch.ones(3), torch.ones(2, 1)),
+            ValueError,
+            r"fill: shape \(2, 1\) does not broadcast to the shape of the result, \(3,\)",
         ),
     ],
 )

@@ -159,7 +159,7 @@ def test_bad_second_arguments_are_named():
             is_rotation(eye, tol=tol)
         with pytest.raises(ValueError, match="tol: expected a finite number >= 0"):
             log_map(eye, tol=tol)
-    with pytest.raises(TypeError, match="tol: expected a number"):
+    with pytest.raises(TypeError, match="tol: expected a number >= 0, got str"):
         is_rotation(eye, tol="1e-8")
 
 

@@ -241,6 +241,11 @@ def test_dot_product_test_uses_the_generator():
         mixing, x, torch.Generator().manual_seed(5), vjp_fn=lambda v: 0 * x + v.sum()
     )
     assert a == b
+    # another seed draws other (v, t), so the (wrong) VJP is off by another amount
+    c = dot_product_test(
+        mixing, x, torch.Generator().manual_seed(6), vjp_fn=lambda v: 0 * x + v.sum()
+    )
+    assert c != a
 
 
 def tanh_layer_parts(seed=22):
@@ -357,6 +362,11 @@ def test_dtype_mismatch_is_rejected():
         vjp(torch.sin, x, torch.ones(3))
     with pytest.raises(ValueError, match=r"t: expected dtype torch.float64.*got torch.float32"):
         jvp(torch.sin, x, torch.ones(3))
+    with pytest.raises(
+        ValueError,
+        match=r"^t: expected dtype torch\.float64 \(the input x's dtype\), got torch\.float32$",
+    ):
+        jvp_double_backward(torch.sin, x, torch.ones(3))
 
 
 @pytest.mark.parametrize(
@@ -392,6 +402,21 @@ def test_dtype_mismatch_is_rejected():
             lambda: jacobian_explicit(lambda t: 1.0, torch.ones(2)),
             TypeError,
             "f: expected f\\(x\\) to return",
+        ),
+        (
+            lambda: jacobian_explicit(torch.sin, torch.arange(3)),
+            TypeError,
+            r"^x: expected a floating-point tensor, got dtype torch\.int64$",
+        ),
+        (
+            lambda: jacobian_explicit("sin", torch.ones(2)),
+            TypeError,
+            r"^f: expected a function of one tensor, got str$",
+        ),
+        (
+            lambda: jvp_double_backward(None, torch.ones(2), torch.ones(2)),
+            TypeError,
+            r"^f: expected a function of one tensor, got NoneType$",
         ),
         (
             lambda: dot_product_test(torch.sin, torch.ones(2), trials=0),

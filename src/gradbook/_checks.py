@@ -5,8 +5,9 @@ Every message names the argument, what was expected and what came.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from numbers import Integral
+import math
+from collections.abc import Callable, Sequence
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor
@@ -63,3 +64,56 @@ def check_size(name: str, size: object) -> tuple[int, int]:
     if height < 1 or width < 1:
         raise ValueError(f"{name}: expected (height, width) of positive ints, got {size!r}")
     return height, width
+
+
+def check_callable(name: str, f: object, expected: str = "a callable") -> Callable:
+    """Return ``f`` if it is callable; ``expected`` says what kind of callable, for the message.
+
+    Raises:
+        TypeError: ``f`` is not callable (the message reads ``{name}: expected {expected}, got
+            {type}``).
+    """
+    if not callable(f):
+        raise TypeError(f"{name}: expected {expected}, got {type(f).__name__}")
+    return f
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    """``value`` as a float: a finite real number ``>= 0`` (a tolerance, a step size).
+
+    Raises:
+        TypeError: ``value`` is not a real number (a ``bool`` is not accepted either).
+        ValueError: ``value`` is negative, NaN or infinite.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name}: expected a number >= 0, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_broadcasts_to(
+    name: str, value: Tensor, like: Tensor | torch.Size, like_name: str
+) -> None:
+    """Check that ``value`` broadcasts to the shape of ``like`` (and lies on its device).
+
+    ``like`` is a tensor, or a shape (then no device check is made). Broadcasting
+    *to* means that the result of broadcasting has ``like``'s shape exactly:
+    ``(3, 1)`` broadcasts to ``(3, 4)``, but ``(2, 3, 4)`` does not (it would grow it).
+
+    Raises:
+        ValueError: the shapes do not broadcast to ``like``'s shape (the message names both
+            shapes), or ``value`` is on another device than the tensor ``like``.
+    """
+    shape = like.shape if isinstance(like, Tensor) else torch.Size(like)
+    try:
+        broadcast = torch.broadcast_shapes(shape, value.shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != shape:
+        raise ValueError(
+            f"{name}: shape {tuple(value.shape)} does not broadcast to the shape of "
+            f"{like_name}, {tuple(shape)}"
+        )
+    if isinstance(like, Tensor) and value.device != like.device:
+        raise ValueError(f"{name}: on {value.device}, but {like_name} is on {like.device}")

@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gradbook._checks import check_nonnegative
+
 __all__ = [
     "SPSA",
     "DrivenPendulum",
@@ -115,15 +117,6 @@ def _positive_float(name: str, value: object) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
-    return value
-
-
-def _non_negative_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise TypeError(f"{name}: expected a number >= 0, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return value
 
 
@@ -385,7 +378,7 @@ def secant_jacobian(dX: Array, dF: Array, rcond: float | None = None) -> Array:
     """
     tX, tF, as_numpy = _probe_matrices(dX, dF)
     if rcond is not None:
-        rcond = _non_negative_float("rcond", rcond)
+        rcond = check_nonnegative("rcond", rcond)
     pinv = torch.linalg.pinv(tX, rtol=rcond) if rcond is not None else torch.linalg.pinv(tX)
     return _back(tF @ pinv, as_numpy)
 
@@ -1388,7 +1381,7 @@ class DrivenPendulum:
         self.num_params = _positive_int("num_params", num_params)
         self.num_obs = _positive_int("num_obs", num_obs)
         self.horizon = _positive_float("horizon", horizon)
-        self.damping = _non_negative_float("damping", damping)
+        self.damping = check_nonnegative("damping", damping)
         self.rtol, self.atol = _positive_float("rtol", rtol), _positive_float("atol", atol)
         self.centers = np.linspace(0.0, self.horizon, self.num_params)
         self.width = self.horizon / self.num_params

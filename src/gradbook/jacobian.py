@@ -44,7 +44,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gradbook._checks import check_tensor
+from gradbook._checks import check_callable, check_tensor
 
 Mode = Literal["auto", "rev", "fwd", "loop"]
 
@@ -75,19 +75,11 @@ class DtypeMismatchError(TypeError, ValueError):
 
 
 def _check_function(f: object) -> None:
-    if not callable(f):
-        raise TypeError(f"f: expected a callable f(x) -> Tensor, got {type(f).__name__}")
+    check_callable("f", f, "a callable f(x) -> Tensor")
 
 
 def _check_input(x: object) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            "x: expected a floating-point tensor (only those have derivatives), "
-            f"got dtype {x.dtype}"
-        )
-    return x
+    return check_tensor("x", x, hint="only floating-point tensors have derivatives")
 
 
 def _check_chunk_size(chunk_size: object) -> int | None:

@@ -29,8 +29,13 @@ at pixel 1000 has ``E[x^2] ~ 1e6`` and a variance ~``1e-2``).
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import torch
 from torch import Tensor
+
+from gradbook._checks import check_tensor
 
 #: Default tolerance on ``|sum(p) - 1|`` per dtype (about ``sqrt(eps)``).
 SUM_TOL = {
@@ -60,18 +65,20 @@ def pixel_grid(height: int, width: int, *, dtype=torch.float64, device=None) -> 
     return torch.stack([xx, yy], dim=-1)
 
 
-def _check_map(p: object) -> Tensor:
-    if not isinstance(p, Tensor):
-        raise TypeError(f"p: expected a torch.Tensor, got {type(p).__name__}")
-    if not p.is_floating_point():
-        raise TypeError(f"p: expected a floating-point tensor, got dtype {p.dtype}")
-    if p.ndim < 2:
+def _check_map(name: str, maps: object) -> Tensor:
+    """``maps`` if it is a floating ``(..., H, W)`` tensor with ``H, W >= 1``.
+
+    Messages name the argument ``name`` (``p`` for a map, ``scores`` for scores).
+    """
+    check_tensor(name, maps)
+    if maps.ndim < 2:
         raise ValueError(
-            f"p: expected shape (..., H, W) with at least 2 dimensions, got {tuple(p.shape)}"
+            f"{name}: expected shape (..., H, W) with at least 2 dimensions, "
+            f"got {tuple(maps.shape)}"
         )
-    if p.shape[-2] == 0 or p.shape[-1] == 0:
-        raise ValueError(f"p: expected H >= 1 and W >= 1, got shape {tuple(p.shape)}")
-    return p
+    if maps.shape[-2] == 0 or maps.shape[-1] == 0:
+        raise ValueError(f"{name}: expected H >= 1 and W >= 1, got shape {tuple(maps.shape)}")
+    return maps
 
 
 def spatial_moments(
@@ -102,7 +109,7 @@ def spatial_moments(
             negative or non-finite entry, does not sum to 1 (and ``normalize``
             is off), or has a map summing to 0 (with ``normalize`` on).
     """
-    _check_map(p)
+    _check_map("p", p)
     detached = p.detach()
     if not torch.isfinite(detached).all():
         raise ValueError("p: expected finite values, got NaN or inf")
@@ -124,6 +131,15 @@ def spatial_moments(
                 f"p: expected each map to sum to 1 (within {tol:g}), but a sum is off by "
                 f"{worst:.3g}; pass normalize=True to divide by the sum"
             )
+    return _moments(p)
+
+
+def _moments(p: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`spatial_moments` of maps already known to be valid distributions; no checks.
+
+    ``p``: ``(..., H, W)``, non-negative, each map summing to 1. Returns ``(mean, cov)``,
+    ``(..., 2)`` and ``(..., 2, 2)``, centred and exactly symmetric.
+    """
     grid = pixel_grid(p.shape[-2], p.shape[-1], dtype=p.dtype, device=p.device)  # (H, W, 2)
     weights = p.unsqueeze(-1)  # (..., H, W, 1)
     mean = (weights * grid).sum(dim=(-3, -2))  # (..., 2)
@@ -147,6 +163,14 @@ def spatial_moments_naive(p: Tensor) -> tuple[Tensor, Tensor]:
     return mean, second - mean[..., :, None] * mean[..., None, :]
 
 
+def _every_map_has_finite(flat: Tensor) -> bool:
+    """Whether every flattened map (a row of ``flat``, ``(..., H * W)``) has an entry above -inf.
+
+    True when there are no maps (an empty batch).
+    """
+    return bool(flat.detach().gt(-math.inf).any(dim=-1).all())
+
+
 def soft_argmax(scores: Tensor, beta: float = 1.0) -> Tensor:
     """Differentiable location of the maximum: the mean of ``softmax(beta * scores)``.
 
@@ -159,13 +183,31 @@ def soft_argmax(scores: Tensor, beta: float = 1.0) -> Tensor:
     Returns:
         ``(..., 2)`` in ``(x, y) = (column, row)`` pixels.
 
+    Entries of ``-inf`` mask pixels out (they get weight 0), as long as each map
+    keeps at least one finite score.
+
     Raises:
-        TypeError: ``scores`` is not a floating-point tensor.
-        ValueError: ``scores`` has fewer than 2 dimensions, or ``beta <= 0``.
+        TypeError: ``scores`` is not a floating-point tensor, or ``beta`` is not a number.
+        ValueError: ``scores`` has fewer than 2 dimensions or an empty map, holds NaN or
+            ``+inf``, or has a map of ``-inf`` only; ``beta`` is not positive and finite,
+            or ``beta * scores`` overflows the dtype.
     """
-    _check_map(scores)
-    if not beta > 0:
-        raise ValueError(f"beta: expected a positive number, got {beta!r}")
-    flat = (beta * scores).flatten(-2).softmax(dim=-1)
-    mean, _ = spatial_moments(flat.reshape(scores.shape))
+    _check_map("scores", scores)
+    if isinstance(beta, bool) or not isinstance(beta, Real):
+        raise TypeError(f"beta: expected a positive number, got {type(beta).__name__}")
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta: expected a positive finite number, got {beta!r}")
+    detached = scores.detach()
+    if torch.isnan(detached).any() or (detached == math.inf).any():
+        raise ValueError("scores: expected no NaN or +inf (-inf masks a pixel out), got one")
+    if not _every_map_has_finite(detached.flatten(-2)):
+        raise ValueError("scores: expected at least one finite score per map, got a map of -inf")
+    logits = (beta * scores).flatten(-2)  # (..., H * W)
+    if (logits.detach() == math.inf).any() or not _every_map_has_finite(logits):
+        largest = detached[detached.isfinite()].abs().max().item()
+        raise ValueError(
+            f"beta: beta * scores overflows {scores.dtype} (beta = {beta!r}, "
+            f"largest finite |score| = {largest:.3g})"
+        )
+    mean, _ = _moments(logits.softmax(dim=-1).reshape(scores.shape))
     return mean

@@ -27,10 +27,12 @@ or on detached tensors when editing ``.grad`` in place.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import reduce
 
 import torch
 from torch import Tensor
 
+from gradbook._checks import check_broadcasts_to, check_nonnegative
 from gradbook._checks import check_tensor as _check_float
 
 Dims = int | Sequence[int] | None
@@ -68,27 +70,15 @@ def _normalize_dims(dims: Dims, ndim: int, shape: torch.Size) -> tuple[int, ...]
     return tuple(sorted(out))
 
 
-def _broadcast_ref(v: Tensor, ref: Tensor, v_name: str = "v", ref_name: str = "ref") -> Tensor:
-    try:
-        shape = torch.broadcast_shapes(v.shape, ref.shape)
-    except RuntimeError:
-        shape = None
-    if shape != v.shape:
-        raise ValueError(
-            f"{ref_name}: shape {tuple(ref.shape)} does not broadcast to the shape of "
-            f"{v_name}, {tuple(v.shape)}"
-        )
-    if ref.device != v.device:
-        raise ValueError(f"{ref_name}: on {ref.device}, but {v_name} is on {v.device}")
-    return ref.expand_as(v)
-
-
-def _prepare(v: Tensor, ref: Tensor, dims: Dims, names: tuple[str, str] = ("v", "ref")):
+def _prepare(
+    v: Tensor, ref: Tensor, dims: Dims, names: tuple[str, str] = ("v", "ref")
+) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+    """Validate a pair: ``(v, ref expanded to v's shape, both in the promoted dtype, dims)``."""
     _check_float(names[0], v)
     _check_float(names[1], ref)
-    ref = _broadcast_ref(v, ref, *names)
+    check_broadcasts_to(names[1], ref, v, names[0])
     dtype = torch.promote_types(v.dtype, ref.dtype)
-    return v.to(dtype), ref.to(dtype), _normalize_dims(dims, v.ndim, v.shape)
+    return v.to(dtype), ref.expand_as(v).to(dtype), _normalize_dims(dims, v.ndim, v.shape)
 
 
 def inner(u: Tensor, v: Tensor, dims: Dims = None, keepdim: bool = False) -> Tensor:
@@ -97,25 +87,59 @@ def inner(u: Tensor, v: Tensor, dims: Dims = None, keepdim: bool = False) -> Ten
     This is what ``torch.dot(u.flatten(), v.flatten())`` computes for
     ``dims=None``; ``u @ v`` is *not* it for tensors of rank above one (it is a
     batched matrix product).
+
+    Args:
+        u: ``(*shape)`` floating tensor.
+        v: a floating tensor that broadcasts to ``u``'s shape.
+        dims: the dimensions summed over (see the module's Convention).
+        keepdim: keep the summed dimensions with size 1, as in :func:`torch.sum`.
+
+    Returns:
+        The shape of ``u`` without ``dims`` (a 0-d tensor for ``dims=None``).
+
+    Raises:
+        TypeError: ``u`` or ``v`` is not a floating-point tensor, or ``dims`` has the wrong type.
+        ValueError: ``v`` does not broadcast to ``u``, or ``dims`` is out of range or repeated.
     """
     u, v, dims = _prepare(u, v, dims, ("u", "v"))
-    if u.ndim == 0:
-        return u * v
     return (u * v).sum(dim=dims, keepdim=keepdim)
 
 
-def _unit(ref: Tensor, dims: tuple[int, ...]) -> Tensor:
-    """``ref / ||ref||`` per group, exactly zero where the group is zero.
+def _nonzero(x: Tensor) -> Tensor:
+    """``x`` with its zeros replaced by ones (a divisor that is safe in value and gradient)."""
+    return torch.where(x > 0, x, torch.ones_like(x))
 
-    Dividing by the largest entry first keeps ``||ref||`` from underflowing
-    (``1e-30`` squared is 0 in float32) or overflowing.
+
+def _scaled(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """``(largest, scaled)``: ``largest = max |x|`` per group (kept dims), ``scaled = x / largest``.
+
+    ``||x|| = largest * ||scaled||``, and ``||scaled||`` lies in ``[1, sqrt(N)]``
+    (0 for a zero group), so it neither underflows (``1e-30`` squared is 0 in
+    float32) nor overflows (``1e30`` squared is inf). Groups with no entries have
+    ``largest = 0``.
     """
-    if ref.ndim == 0:
-        return torch.sign(ref)
-    largest = ref.abs().amax(dim=dims, keepdim=True)
-    scaled = ref / torch.where(largest > 0, largest, torch.ones_like(largest))
+    if x.numel() == 0:
+        kept = [1 if d in dims else size for d, size in enumerate(x.shape)]
+        largest = x.new_zeros(kept)
+    else:
+        largest = x.abs().amax(dim=dims, keepdim=True)
+    return largest, x / _nonzero(largest)
+
+
+def _unit(ref: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """``ref / ||ref||`` per group, exactly zero where the group is zero (norm computed scaled)."""
+    _, scaled = _scaled(ref, dims)
     norm = torch.linalg.vector_norm(scaled, dim=dims, keepdim=True)
-    return scaled / torch.where(norm > 0, norm, torch.ones_like(norm))
+    return scaled / _nonzero(norm)
+
+
+def _parallel(v: Tensor, ref: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """``(<v, u>) u`` with ``u = ref / ||ref||`` per group; no validation.
+
+    ``v`` and ``ref`` have one shape and dtype, ``dims`` is normalised (``()`` for a 0-d ``v``).
+    """
+    unit = _unit(ref, dims)
+    return (v * unit).sum(dim=dims, keepdim=True) * unit
 
 
 def parallel_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
@@ -133,10 +157,8 @@ def parallel_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
         TypeError: ``v`` or ``ref`` is not a floating-point tensor, or ``dims`` has the wrong type.
         ValueError: ``ref`` does not broadcast to ``v``, or ``dims`` is out of range or repeated.
     """
-    v, ref, dims = _prepare(v, ref, dims)
-    unit = _unit(ref, dims)
-    coefficient = (v * unit).sum(dim=dims, keepdim=True) if v.ndim else v * unit
-    return coefficient * unit
+    v, ref, dims_t = _prepare(v, ref, dims)
+    return _parallel(v, ref, dims_t)
 
 
 def orthogonal_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
@@ -161,22 +183,24 @@ def orthogonal_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
         TypeError: ``v`` or ``ref`` is not a floating-point tensor, or ``dims`` has the wrong type.
         ValueError: ``ref`` does not broadcast to ``v``, or ``dims`` is out of range or repeated.
     """
-    return v - parallel_component(v, ref, dims)
+    v, ref, dims_t = _prepare(v, ref, dims)
+    return v - _parallel(v, ref, dims_t)
 
 
 def _move_to_last(x: Tensor, dims: tuple[int, ...]) -> Tensor:
-    """Permute ``dims`` to the end and flatten them: ``(*batch, N)``."""
+    """Permute ``dims`` to the end and flatten them: ``(*batch, N)`` (``(1,)`` for a 0-d ``x``)."""
     rest = [d for d in range(x.ndim) if d not in dims]
-    permuted = x.permute(*rest, *dims)
+    permuted = x.permute([*rest, *dims])
     return permuted.reshape(*permuted.shape[: len(rest)], -1)
 
 
 def _restore(flat: Tensor, like: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """The inverse of :func:`_move_to_last`: ``(*batch, N)`` back to ``like``'s shape."""
     rest = [d for d in range(like.ndim) if d not in dims]
     order = rest + list(dims)
     permuted_shape = [like.shape[d] for d in order]
     inverse = [order.index(d) for d in range(like.ndim)]
-    return flat.reshape(permuted_shape).permute(*inverse)
+    return flat.reshape(permuted_shape).permute(inverse)
 
 
 def orthogonal_to_subspace(
@@ -197,15 +221,20 @@ def orthogonal_to_subspace(
         basis: ``k`` tensors that each broadcast to ``v``'s shape, as a sequence
             or stacked as a ``(k, *ref_shape)`` tensor.
         dims: the dimensions forming one vector (see the module's Convention).
-        rtol: rank tolerance; default ``max(N, k) * eps`` of the dtype.
+        rtol: rank tolerance, a finite number ``>= 0``; default ``max(N, k) * eps``
+            of the dtype.
 
     Returns:
-        ``(*shape)``, the component of ``v`` orthogonal to every reference.
+        ``(*shape)``, the component of ``v`` orthogonal to every reference, in the
+        dtype promoted over ``v`` and all references.
 
     Raises:
-        TypeError, ValueError: as :func:`orthogonal_component`, and for an empty basis.
+        TypeError, ValueError: as :func:`orthogonal_component`, for an empty basis,
+            and for an ``rtol`` that is not a finite non-negative number.
     """
     _check_float("v", v)
+    if rtol is not None:
+        rtol = check_nonnegative("rtol", rtol)
     if isinstance(basis, Tensor):
         _check_float("basis", basis)
         if basis.ndim == 0:
@@ -221,30 +250,29 @@ def orthogonal_to_subspace(
     if len(refs) == 0:
         raise ValueError("basis: expected at least one reference vector, got none")
     dims_t = _normalize_dims(dims, v.ndim, v.shape)
-    dtype = torch.promote_types(v.dtype, refs[0].dtype)
-    refs = [_broadcast_ref(v, r, "v", f"basis[{i}]").to(dtype) for i, r in enumerate(refs)]
+    for i, r in enumerate(refs):
+        check_broadcasts_to(f"basis[{i}]", r, v, "v")
+    dtype = reduce(torch.promote_types, (r.dtype for r in refs), v.dtype)
+    refs = [r.expand_as(v).to(dtype) for r in refs]
     v = v.to(dtype)
-    if v.ndim == 0:
-        v_flat, b_flat = v.reshape(1), torch.stack([r.reshape(1) for r in refs], -1)
-    else:
-        v_flat = _move_to_last(v, dims_t)  # (*batch, N)
-        b_flat = torch.stack([_move_to_last(r, dims_t) for r in refs], -1)  # (*batch, N, k)
+    v_flat = _move_to_last(v, dims_t)  # (*batch, N)
+    b_flat = torch.stack([_move_to_last(r, dims_t) for r in refs], -1)  # (*batch, N, k)
     n, k = b_flat.shape[-2:]
-    # Scale each column to unit norm first: QR's rank test is then relative to each reference.
-    col_norm = torch.linalg.vector_norm(b_flat, dim=-2, keepdim=True)
-    b_flat = b_flat / torch.where(col_norm > 0, col_norm, torch.ones_like(col_norm))
+    # Scale each column to unit norm first (without overflow or underflow of the norm):
+    # QR's rank test is then relative to each reference.
+    b_flat = _unit(b_flat, (b_flat.ndim - 2,))
     q, r = torch.linalg.qr(b_flat, mode="reduced")  # q: (*batch, N, min(N, k))
     diag = r.diagonal(dim1=-2, dim2=-1).abs()
     if rtol is None:
         rtol = max(n, k) * torch.finfo(dtype).eps
+    if diag.shape[-1] == 0:  # vectors with no entries: nothing to remove
+        return v.clone()
     scale = diag.amax(dim=-1, keepdim=True)
     keep = (diag > rtol * scale) & (scale > 0)
     q = q * keep.unsqueeze(-2).to(dtype)
     out = v_flat
     for _ in range(2):
         out = out - (q @ (q.mT @ out.unsqueeze(-1))).squeeze(-1)
-    if v.ndim == 0:
-        return out.reshape(())
     return _restore(out, v, dims_t)
 
 
@@ -256,9 +284,14 @@ def cosine(u: Tensor, v: Tensor, dims: Dims = None) -> Tensor:
 
     Returns:
         The shape of ``u`` without ``dims`` (a 0-d tensor for ``dims=None``).
+
+    Raises:
+        TypeError, ValueError: as :func:`inner`.
     """
     u, v, dims = _prepare(u, v, dims, ("u", "v"))
     if u.ndim == 0:
+        # sign(u) sign(v): the general path has this value too, but a gradient of
+        # +-1 with respect to a zero argument; sign's gradient is 0 everywhere
         return torch.sign(u) * torch.sign(v)
     # Normalise before multiplying: no overflow or underflow of the inner product.
     return (_unit(u, dims) * _unit(v, dims)).sum(dim=dims)
@@ -293,7 +326,10 @@ def sphere_step(x: Tensor, egrad: Tensor, lr: float | Tensor, dims: Dims = None)
 
     The step follows the Riemannian gradient (the component of the Euclidean
     gradient ``g`` orthogonal to ``x``), then the retraction rescales, so the
-    norm of each vector is kept to rounding. A zero ``x`` stays zero.
+    norm of each vector is kept to rounding. A zero ``x`` stays zero. Both norms
+    are computed scaled by the largest entry, so the step works for vectors of
+    any magnitude the dtype holds (``1e-30`` or ``1e30`` in float32). A 0-d ``x``
+    is a point of the 0-sphere ``{-|x|, |x|}`` with no tangent direction: it does not move.
 
     Args:
         x: ``(*shape)`` the current point(s).
@@ -308,12 +344,13 @@ def sphere_step(x: Tensor, egrad: Tensor, lr: float | Tensor, dims: Dims = None)
     lr_t = torch.as_tensor(lr, dtype=x.dtype, device=x.device)
     if not bool(torch.isfinite(lr_t).all()) or bool((lr_t < 0).any()):
         raise ValueError(f"lr: expected a finite, non-negative step size, got {lr!r}")
-    y = x - lr_t * orthogonal_component(egrad, x, dims_t)
-    if x.ndim == 0:
-        return x
-    x_norm = torch.linalg.vector_norm(x, dim=dims_t, keepdim=True)
-    y_norm = torch.linalg.vector_norm(y, dim=dims_t, keepdim=True)
-    return y * (x_norm / torch.where(y_norm > 0, y_norm, torch.ones_like(y_norm)))
+    y = x - lr_t * (egrad - _parallel(egrad, x, dims_t))
+    # ||x|| / ||y|| as (max|x| / max|y|) * (||x / max|x||| / ||y / max|y|||): no overflow
+    x_largest, x_scaled = _scaled(x, dims_t)
+    y_largest, y_scaled = _scaled(y, dims_t)
+    x_norm = torch.linalg.vector_norm(x_scaled, dim=dims_t, keepdim=True)
+    y_norm = torch.linalg.vector_norm(y_scaled, dim=dims_t, keepdim=True)
+    return y * ((x_largest / _nonzero(y_largest)) * (x_norm / _nonzero(y_norm)))
 
 
 def pcgrad(
@@ -336,17 +373,29 @@ def pcgrad(
             (the list of edited gradients).
 
     Returns:
-        A tensor of the common shape, or a list of ``T`` tensors for ``"none"``.
+        A tensor of the common shape, or a list of ``T`` tensors for ``"none"``, in
+        the dtype promoted over all gradients.
+
+    Raises:
+        TypeError: a gradient is not a floating-point tensor.
+        ValueError: ``grads`` is empty or not a list, the gradients differ in shape or
+            device, or ``reduction`` is unknown.
     """
     if isinstance(grads, Tensor) or not isinstance(grads, Sequence) or len(grads) == 0:
         raise ValueError("grads: expected a non-empty list of gradient tensors")
     originals = [_check_float(f"grads[{i}]", g) for i, g in enumerate(grads)]
+    first = originals[0]
     for i, g in enumerate(originals):
-        if g.shape != originals[0].shape:
+        if g.shape != first.shape:
             raise ValueError(
-                f"grads[{i}]: expected the shape of grads[0], {tuple(originals[0].shape)}, "
+                f"grads[{i}]: expected the shape of grads[0], {tuple(first.shape)}, "
                 f"got {tuple(g.shape)}"
             )
+        if g.device != first.device:
+            raise ValueError(f"grads[{i}]: on {g.device}, but grads[0] is on {first.device}")
+    dtype = reduce(torch.promote_types, (g.dtype for g in originals))
+    originals = [g.to(dtype) for g in originals]
+    all_dims = tuple(range(first.ndim))
     if reduction not in ("sum", "mean", "none"):
         raise ValueError(f"reduction: expected 'sum', 'mean' or 'none', got {reduction!r}")
     edited = []
@@ -357,7 +406,7 @@ def pcgrad(
         for position in order:
             g_j = originals[others[position]]
             if (g * g_j).sum() < 0:
-                g = orthogonal_component(g, g_j)
+                g = g - _parallel(g, g_j, all_dims)
         edited.append(g)
     if reduction == "none":
         return edited

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from gradbook._checks import check_broadcasts_to
 from gradbook._checks import check_tensor as _check_tensor
 
 #: The kernels :func:`soft_count` knows.
@@ -57,17 +58,7 @@ def _as_value(value: object, like: Tensor) -> Tensor:
         return torch.tensor(float(value), dtype=like.dtype, device=like.device)
     if value.is_complex():
         raise TypeError(f"value: expected a real tensor, got dtype {value.dtype}")
-    if value.device != like.device:
-        raise ValueError(f"value: on {value.device}, but x is on {like.device}")
-    try:
-        shape = torch.broadcast_shapes(like.shape, value.shape)
-    except RuntimeError:
-        shape = None
-    if shape != like.shape:
-        raise ValueError(
-            f"value: shape {tuple(value.shape)} does not broadcast to the shape of x, "
-            f"{tuple(like.shape)}"
-        )
+    check_broadcasts_to("value", value, like, "x")
     return value.to(like.dtype)
 
 
@@ -310,13 +301,7 @@ def safe_divide(numerator: Tensor, denominator: Tensor, fill: float | Tensor = 0
     if isinstance(fill, Tensor):
         if fill.device != numerator.device:
             raise ValueError(f"fill: on {fill.device}, but numerator is on {numerator.device}")
-        try:
-            torch.broadcast_shapes(shape, fill.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"fill: shape {tuple(fill.shape)} does not broadcast to the result's shape "
-                f"{tuple(shape)}"
-            ) from None
+        check_broadcasts_to("fill", fill, shape, "the result")
         fill_t = fill.to(dtype)
     else:
         fill_t = torch.tensor(float(fill), dtype=dtype, device=numerator.device)

@@ -39,7 +39,6 @@ Numerics:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -47,6 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradbook._checks import check_nonnegative
 from gradbook._checks import check_tensor as _check_float
 
 __all__ = [
@@ -318,11 +318,7 @@ def _tolerance(R: Tensor, tol: float | None) -> float:
     """``tol``, or the default :data:`ROTATION_TOL` of ``R``'s dtype."""
     if tol is None:
         return ROTATION_TOL.get(R.dtype, 1e-4)
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool):
-        raise TypeError(f"tol: expected a number or None, got {type(tol).__name__}")
-    if not math.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol: expected a finite number >= 0, got {tol!r}")
-    return float(tol)
+    return check_nonnegative("tol", tol)
 
 
 def _within(R: Tensor, tol: float) -> Tensor:

@@ -36,15 +36,14 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
+from gradbook._checks import check_callable
 from gradbook._checks import check_tensor as _check_tensor
 
 Function = Callable[[Tensor], Tensor]
 
 
 def _check_function(f: object) -> Function:
-    if not callable(f):
-        raise TypeError(f"f: expected a function of one tensor, got {type(f).__name__}")
-    return f  # type: ignore[return-value]
+    return check_callable("f", f, "a function of one tensor")
 
 
 def _check_output(out: object) -> Tensor:
