@@ -23,12 +23,24 @@ KERNELS :=
 
 NBVAL_NOTEBOOKS = $(filter-out $(NBVAL_SKIP),$(NOTEBOOKS))
 
+# Each command written once, used by `test` and by the target that runs it alone.
+define RUFF_CHECKS
+$(BIN)/ruff check .
+$(BIN)/ruff format --check .
+endef
+PYTEST := $(BIN)/python -m pytest tests -q -n 2
+define NBVAL
+@$(if $(NBVAL_SKIP),echo "NOTE: nbval skips $(NBVAL_SKIP): $(NBVAL_SKIP_WHY)")
+$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_NOTEBOOKS) \
+	--nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=300
+endef
+
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): $(LOCK) pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; run make PYTHON=/path/to/python3.11 (3.11 or newer)"; exit 1; }
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; run make PYTHON=/path/to/python3.11 (the lock file is resolved for Python 3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -r $(LOCK)
@@ -45,46 +57,43 @@ book: env ## build the HTML book into _build/html (warnings are errors)
 
 .PHONY: lint
 lint: env ## ruff: lint and format check
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(RUFF_CHECKS)
 
 .PHONY: format
 format: env ## ruff: fix what can be fixed and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The notebook sync check (`python -m gradbook.assignments check`) runs inside pytest:
+# tests/test_assignments.py::test_notebooks_are_in_sync_with_solutions.
 .PHONY: test
 test: env ## everything: lint, library and exercise tests, notebook sync, nbval
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest tests -q -n 2
-	$(BIN)/python -m gradbook.assignments check solutions notebooks
-	@$(if $(NBVAL_SKIP),echo "NOTE: nbval skips $(NBVAL_SKIP): $(NBVAL_SKIP_WHY)")
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_NOTEBOOKS) \
-		--nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=300
+	$(RUFF_CHECKS)
+	$(PYTEST)
+	$(NBVAL)
 
 .PHONY: pytest
 pytest: env ## only the library and exercise tests
-	$(BIN)/python -m pytest tests -q -n 2
+	$(PYTEST)
 
 .PHONY: nbval
 nbval: env ## only nbval over the lesson and solution notebooks
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbval $(NBVAL_NOTEBOOKS) \
-		--nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=300
+	$(NBVAL)
 
 .PHONY: execute
-execute: env ## re-execute book/ and solutions/ notebooks in place, then regenerate notebooks/
+execute: env ## re-execute book/ and solutions/ notebooks in place (or only NB="a.ipynb ..."), regenerate notebooks/
 	$(BIN)/python tools/execute_notebooks.py $(if $(NB),$(NB),$(NBVAL_NOTEBOOKS))
 	$(BIN)/python -m gradbook.assignments generate solutions notebooks
 
 .PHONY: assignments
-assignments: env ## regenerate the student notebooks/ from solutions/
+assignments: env ## regenerate the student notebooks/ from solutions/ (deletes those without a source)
 	$(BIN)/python -m gradbook.assignments generate solutions notebooks
 
 .PHONY: grade
-grade: env ## grade submitted notebooks: make grade SUBMISSIONS=dir [REPORT=report.md]
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-notebooks"; exit 2; }
-	$(BIN)/python -m gradbook.assignments grade $(SUBMISSIONS) --report $(or $(REPORT),report.md)
+grade: env ## grade notebooks: make grade SUBMISSIONS=dir [REPORT=_build/report.md KERNEL=python3 TIMEOUT=600]
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-notebooks [REPORT=_build/report.md]"; exit 2; }
+	$(BIN)/python -m gradbook.assignments grade $(SUBMISSIONS) --report $(or $(REPORT),_build/report.md) \
+		$(if $(KERNEL),--kernel $(KERNEL)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 .PHONY: bench
 bench: env ## run the benchmarks; results land in book/data/ and the chapters
@@ -106,6 +115,6 @@ lock: ## re-resolve requirements/lock.txt from pyproject.toml (needs the network
 	rm -rf .venv-lock
 
 .PHONY: clean
-clean: ## remove build output and caches (keeps the environments)
-	rm -rf _build .pytest_cache .ruff_cache .hypothesis
+clean: ## remove build output (grading reports included) and caches (keeps the environments)
+	rm -rf _build .pytest_cache .ruff_cache .hypothesis .theano
 	find . -name __pycache__ -not -path "./.venv*" -prune -exec rm -rf {} +

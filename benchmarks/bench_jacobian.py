@@ -143,6 +143,8 @@ def theano_rows(sizes: list[int], functions: list[str]) -> tuple[list[dict], dic
         return [], {"failed": done.stderr.strip().splitlines()[-1:]}
     payload = json.loads(done.stdout.strip().splitlines()[-1])
     rows = payload.pop("rows")
+    if "theano_flags" in payload:  # record paths in the project relative to its root
+        payload["theano_flags"] = payload["theano_flags"].replace(f"{ROOT}{os.sep}", "")
     return rows, payload
 
 

@@ -12,7 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from nbbuild import colab_install_source, repository_url  # noqa: E402
+from nbbuild import clone_commands, colab_install_source, repository_url  # noqa: E402
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -87,6 +87,18 @@ def test_notebooks_are_executed_in_order(path):
     assert not errors, f"{path.name} stores an error output"
 
 
+def test_introduction_clones_the_configured_repository():
+    introduction = (ROOT / "book" / "introduction.md").read_text()
+    assert clone_commands(repository_url()) in introduction, (
+        "book/introduction.md must show the clone command for the repository in _config.yml "
+        "(run tools/set_repository.py after changing _config.yml)"
+    )
+    assert "<the repository>" not in introduction
+    assert clone_commands("https://github.com/someone/fork.git/") == (
+        "git clone https://github.com/someone/fork.git\ncd fork"
+    )
+
+
 def test_config_essentials():
     assert CONFIG["execute"]["execute_notebooks"] == "off"
     assert CONFIG["bibtex_bibfiles"] == ["book/references.bib"]
@@ -122,6 +134,7 @@ def test_set_repository_rewrites_config_and_install_cells(tmp_path, monkeypatch)
 
     (tmp_path / "book").mkdir()
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    shutil.copy(ROOT / "book" / "introduction.md", tmp_path / "book" / "introduction.md")
     lesson = sorted((ROOT / "book").glob("01-*.ipynb"))[0]
     shutil.copy(lesson, tmp_path / "book" / lesson.name)
     monkeypatch.setattr(nbbuild, "ROOT", tmp_path)
@@ -132,5 +145,8 @@ def test_set_repository_rewrites_config_and_install_cells(tmp_path, monkeypatch)
     assert nbbuild.repository_url() == "https://github.com/someone/fork"
     first = nbformat.read(tmp_path / "book" / lesson.name, as_version=4).cells[0]
     assert first.source == colab_install_source("https://github.com/someone/fork")
+    introduction = (tmp_path / "book" / "introduction.md").read_text()
+    assert "git clone https://github.com/someone/fork\ncd fork\n" in introduction
     # the real project is untouched
     assert "someone/fork" not in (ROOT / "_config.yml").read_text()
+    assert "someone/fork" not in (ROOT / "book" / "introduction.md").read_text()

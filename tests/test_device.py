@@ -33,9 +33,27 @@ def test_bad_device_names(monkeypatch):
         ValueError, match=r"GRADBOOK_DEVICE: expected a device such as 'cpu'.*'gpu0'"
     ):
         get_device()
+    with pytest.raises(ValueError, match=r"^name: expected a device such as 'cpu'.*'gpu1'"):
+        get_device("gpu1")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees no CUDA device"):
             get_device("cuda")
+
+
+def test_cuda_on_a_cpu_only_machine_names_where_the_request_came_from(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("GRADBOOK_DEVICE", raising=False)
+    with pytest.raises(ValueError, match=r"^name='cuda' asks for CUDA.*sees no CUDA device") as err:
+        get_device("cuda")
+    assert "GRADBOOK_DEVICE" not in str(err.value)
+    # the argument wins over the variable, and the message says so
+    monkeypatch.setenv("GRADBOOK_DEVICE", "cpu")
+    with pytest.raises(ValueError, match=r"^name='cuda:1' asks for CUDA") as err:
+        get_device("cuda:1")
+    assert "GRADBOOK_DEVICE" not in str(err.value)
+    monkeypatch.setenv("GRADBOOK_DEVICE", "cuda")
+    with pytest.raises(ValueError, match=r"^GRADBOOK_DEVICE='cuda' asks for CUDA.*no CUDA device"):
+        get_device()
 
 
 def test_available_devices_start_with_cpu():

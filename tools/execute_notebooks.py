@@ -3,7 +3,10 @@
     python tools/execute_notebooks.py book/01-orthogonal-gradients.ipynb ...
 
 Each notebook runs in its own folder under the kernel its metadata names, with a
-fixed execution order; the stored outputs are what nbval later compares.
+fixed execution order; the stored outputs are what nbval later compares. The
+execution itself is :func:`gradbook.assignments.execute_notebook` (shared with
+grading), which records no timestamps, so re-executing an unchanged notebook
+leaves its file unchanged.
 """
 
 from __future__ import annotations
@@ -14,21 +17,14 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+from gradbook.assignments import execute_notebook
 
 
 def execute(path: Path, timeout: int) -> float:
-    """Execute ``path`` in place; return the seconds it took."""
-    notebook = nbformat.read(path, as_version=4)
-    kernel = notebook.metadata.get("kernelspec", {}).get("name", "python3")
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name=kernel,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
+    """Execute ``path`` in place, stopping at the first error; return the seconds it took."""
     start = time.perf_counter()
-    client.execute()
+    notebook = execute_notebook(path, allow_errors=False, timeout=timeout)
     elapsed = time.perf_counter() - start
     nbformat.write(notebook, path)
     return elapsed

@@ -1,21 +1,16 @@
-"""Build a chapter notebook from Python: the shared anatomy in one place.
+"""What the book derives from its repository URL, kept in one place.
 
-    from nbbuild import md, code, lesson, save
-    cells = [md("# 2. ..."), code("import torch"), ...]
-    save(lesson(cells), "book/02-vjp.ipynb")
-
-``lesson`` prepends the hidden Colab install cell and sets the kernel; run
-``tools/execute_notebooks.py`` afterwards to store the outputs.
+The URL itself lives in ``_config.yml`` (``repository.url``). From it come the
+hidden Colab install cell that opens every notebook (tag ``remove-cell``) and
+the clone command in ``book/introduction.md``; ``tools/set_repository.py``
+rewrites both after a fork, and ``tests/test_book_config.py`` checks they agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import nbformat
 import yaml
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,37 +34,8 @@ def colab_install_source(url: str | None = None) -> str:
     )
 
 
-def md(source: str, tags: Sequence[str] = ()) -> nbformat.NotebookNode:
-    cell = new_markdown_cell(source.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    return cell
-
-
-def code(source: str, tags: Sequence[str] = ()) -> nbformat.NotebookNode:
-    cell = new_code_cell(source.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    return cell
-
-
-def lesson(
-    cells: Sequence[nbformat.NotebookNode], kernel: str = "python3"
-) -> nbformat.NotebookNode:
-    """A notebook with the Colab cell first and the kernel named in its metadata."""
-    display = "Python 3 (ipykernel)" if kernel == "python3" else f"Python ({kernel})"
-    notebook = new_notebook(
-        cells=[code(colab_install_source(), tags=["remove-cell"]), *cells],
-        metadata={
-            "kernelspec": {"name": kernel, "display_name": display, "language": "python"},
-            "language_info": {"name": "python"},
-        },
-    )
-    return notebook
-
-
-def save(notebook: nbformat.NotebookNode, path: str | Path) -> Path:
-    path = ROOT / path
-    nbformat.validate(notebook)
-    nbformat.write(notebook, path)
-    return path
+def clone_commands(url: str | None = None) -> str:
+    """The shell lines that clone the repository and enter it (``book/introduction.md``)."""
+    url = (url or repository_url()).rstrip("/")
+    folder = url.rsplit("/", 1)[-1].removesuffix(".git")
+    return f"git clone {url}\ncd {folder}"

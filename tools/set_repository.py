@@ -3,7 +3,8 @@
     python tools/set_repository.py https://github.com/OWNER/REPO
 
 The URL lives in ``_config.yml`` (``repository.url``); the Colab install cell of
-every notebook in book/, solutions/ and notebooks/ installs gradbook from it.
+every notebook in book/, solutions/ and notebooks/ installs gradbook from it, and
+``book/introduction.md`` shows the command that clones it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from nbbuild import colab_install_source, repository_url  # noqa: E402
+from nbbuild import clone_commands, colab_install_source, repository_url  # noqa: E402
 
 
 def notebooks() -> list[Path]:
@@ -32,6 +33,11 @@ def main(argv: list[str]) -> int:
     config = ROOT / "_config.yml"
     old = repository_url()
     config.write_text(config.read_text().replace(f"url: {old}", f"url: {new}"))
+    introduction = ROOT / "book" / "introduction.md"
+    if introduction.exists():
+        text = introduction.read_text()
+        introduction.write_text(text.replace(clone_commands(old), clone_commands(new)))
+        print(f"updated {introduction.relative_to(ROOT)}")
     for path in notebooks():
         notebook = nbformat.read(path, as_version=4)
         cells = notebook.cells

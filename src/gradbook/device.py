@@ -33,16 +33,17 @@ def get_device(name: str | None = None) -> torch.device:
     requested = name if name is not None else os.environ.get(ENV_VAR, "").strip()
     if not requested:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # where the request came from, for the error messages
+    source = "name" if name is not None else ENV_VAR
     try:
         device = torch.device(requested)
     except RuntimeError as error:
-        source = "name" if name is not None else ENV_VAR
         raise ValueError(
             f"{source}: expected a device such as 'cpu' or 'cuda', got {requested!r}"
         ) from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
-            f"{ENV_VAR}={requested!r} asks for CUDA, but torch {torch.__version__} "
+            f"{source}={requested!r} asks for CUDA, but torch {torch.__version__} "
             "sees no CUDA device (is a CUDA build of torch installed?)"
         )
     return device
