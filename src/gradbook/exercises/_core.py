@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from torch import Tensor
+
 #: The text of the stub that ``gradbook.assignments`` puts where a solution was.
 STUB_MESSAGE = "replace this line with your solution"
 
@@ -46,6 +48,17 @@ def attempt(exercise: str, answer: Callable[..., Any], *args: Any, **kwargs: Any
         raise ExerciseFailed(
             f"{exercise}: your code raised {type(error).__name__}: {error}"
         ) from error
+
+
+def answer_tensor(
+    exercise: str, value: object, what: str, shape: tuple[int, ...] | None = None
+) -> Tensor:
+    """``value`` if it is a tensor (of ``shape``, when given); otherwise fail, naming ``what``."""
+    if not isinstance(value, Tensor):
+        fail(exercise, f"expected {what} as a torch.Tensor, got {type(value).__name__}.")
+    if shape is not None and tuple(value.shape) != shape:
+        fail(exercise, f"expected {what} of shape {shape}, got {tuple(value.shape)}.")
+    return value
 
 
 def fail(exercise: str, message: str) -> NoReturn:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, answer_tensor, attempt, fail, passed
 from gradbook.projection import cosine, orthogonal_component
 
 _MATMUL_HINT = (
@@ -25,12 +25,6 @@ _MATMUL_HINT = (
 
 def _data(seed: int, *shape: int, dtype=torch.float64) -> Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def _as_tensor(exercise: str, value: object, what: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        fail(exercise, f"expected {what} as a torch.Tensor, got {type(value).__name__}.")
-    return value
 
 
 def _call_dot(name: str, dot: Callable, a: Tensor, b: Tensor) -> object:
@@ -51,7 +45,7 @@ def check_dot(dot: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     name = "Exercise 1.1 (dot product of two images)"
     a, b = _data(0, 3, 4, 4), _data(1, 3, 4, 4)
     expected = (a * b).sum()
-    got = _as_tensor(name, _call_dot(name, dot, a, b), "the inner product")
+    got = answer_tensor(name, _call_dot(name, dot, a, b), "the inner product")
     if got.shape == torch.matmul(a, b).shape and torch.allclose(got, torch.matmul(a, b)):
         fail(name, _MATMUL_HINT)
     if got.shape == a.shape:
@@ -62,7 +56,7 @@ def check_dot(dot: Callable[[Tensor, Tensor], Tensor]) -> Passed:
         fail(name, f"expected {expected.item():.6f}, got {got.reshape(()).item():.6f}.")
     # a non-square case, where a matrix product cannot even be formed
     a2, b2 = _data(2, 2, 3, 5), _data(3, 2, 3, 5)
-    got2 = _as_tensor(name, _call_dot(name, dot, a2, b2), "the inner product")
+    got2 = answer_tensor(name, _call_dot(name, dot, a2, b2), "the inner product")
     if got2.numel() != 1 or not torch.allclose(got2.reshape(()), (a2 * b2).sum(), rtol=1e-10):
         fail(name, "right for square images but wrong for a 2 x 3 x 5 tensor: " + _MATMUL_HINT)
     return passed(name, "a flattened inner product, whatever the shape.")
@@ -74,7 +68,7 @@ def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -
     image = _data(10, 3, 8, 8).abs() + 0.5  # norm far from 1, so norm vs norm^2 shows
     grad = _data(11, 3, 8, 8)
     expected = orthogonal_component(grad, image)
-    got = _as_tensor(name, attempt(name, orthogonal_part, grad, image), "the component")
+    got = answer_tensor(name, attempt(name, orthogonal_part, grad, image), "the component")
     if got.shape != grad.shape:
         fail(name, f"expected the gradient's shape {tuple(grad.shape)}, got {tuple(got.shape)}.")
     if torch.allclose(got, orthogonal_component(grad, grad), atol=1e-8) or (
@@ -88,7 +82,7 @@ def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -
         c = cosine(got, image).item()
         fail(name, f"not the orthogonal component (cosine with the image is {c:.2e}).")
     zero = torch.zeros_like(image)
-    at_zero = _as_tensor(name, attempt(name, orthogonal_part, grad, zero), "the component")
+    at_zero = answer_tensor(name, attempt(name, orthogonal_part, grad, zero), "the component")
     if not torch.isfinite(at_zero).all():
         fail(
             name,
@@ -141,7 +135,7 @@ def check_project_batch(project_batch: Callable[[Tensor, Tensor], Tensor]) -> Pa
     images = _data(30, 4, 3, 6, 6).abs() + 0.1
     grads = _data(31, 4, 3, 6, 6) + 0.5
     expected = orthogonal_component(grads, images, dims=(1, 2, 3))
-    got = _as_tensor(name, attempt(name, project_batch, grads, images), "the projected batch")
+    got = answer_tensor(name, attempt(name, project_batch, grads, images), "the projected batch")
     if got.shape != grads.shape:
         fail(name, f"expected shape {tuple(grads.shape)}, got {tuple(got.shape)}.")
     if torch.allclose(got, orthogonal_component(grads, images), atol=1e-8):
@@ -163,7 +157,7 @@ def check_project_batch(project_batch: Callable[[Tensor, Tensor], Tensor]) -> Pa
         fail(name, f"not the per-sample orthogonal component (worst |cosine| {worst:.2e}).")
     images_with_zero = images.clone()
     images_with_zero[2] = 0
-    got_zero = _as_tensor(
+    got_zero = answer_tensor(
         name, attempt(name, project_batch, grads, images_with_zero), "the projected batch"
     )
     if not torch.isfinite(got_zero).all():

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, answer_tensor, attempt, fail, passed
 from gradbook.moments import pixel_grid, spatial_moments
 from gradbook.vjp import dot_product_test, jvp, vjp
 
@@ -26,12 +26,6 @@ F64 = torch.float64
 
 def _randn(seed: int, *shape: int) -> Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
-
-
-def _as_tensor(exercise: str, value: object, what: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        fail(exercise, f"expected {what} as a torch.Tensor, got {type(value).__name__}.")
-    return value
 
 
 def _close(a: Tensor, b: Tensor, tol: float = 1e-9) -> bool:
@@ -80,7 +74,7 @@ def check_weighted_grad(weighted_grad: Callable[[Callable, Tensor, Tensor], Tens
     x.grad = torch.full_like(x, 100.0)  # left over from an earlier step
     w = _randn(1, 4, 4)
     expected = vjp(_outer, x.detach(), w)
-    got = _as_tensor(name, call(_outer, x, w), "the gradient")
+    got = answer_tensor(name, call(_outer, x, w), "the gradient")
     if got.shape != x.shape:
         fail(
             name,
@@ -113,7 +107,7 @@ def check_weighted_grad(weighted_grad: Callable[[Callable, Tensor, Tensor], Tens
     def f2(t):
         return torch.tanh(a @ t)
 
-    got2 = _as_tensor(name, call(f2, x2, w2), "the gradient")
+    got2 = answer_tensor(name, call(f2, x2, w2), "the gradient")
     if _close(got2, jvp(f2, x2.detach(), w2)):
         fail(
             name,
@@ -163,8 +157,8 @@ def check_double_backward(
         result = attempt(name, z_gradients, y_fn, w, x)
         if not isinstance(result, tuple | list) or len(result) != 2:
             fail(name, "return a pair (gradient with respect to w, gradient with respect to x).")
-        gw = _as_tensor(name, result[0], "the gradient with respect to w")
-        gx = _as_tensor(name, result[1], "the gradient with respect to x")
+        gw = answer_tensor(name, result[0], "the gradient with respect to w")
+        gx = answer_tensor(name, result[1], "the gradient with respect to x")
         if gw.shape != w.shape or gx.shape != x.shape:
             fail(
                 name,
@@ -271,7 +265,7 @@ def check_jvp_from_vjps(jvp_via_vjps: Callable[[Callable, Tensor, Tensor], Tenso
         return _Softsign.apply(a @ t)
 
     x, t = _randn(11, 5), _randn(12, 5)
-    got = _as_tensor(name, call(square, x, t), "J t")
+    got = answer_tensor(name, call(square, x, t), "J t")
     with torch.no_grad():
         s = 1 / (1 + (a @ x).abs()) ** 2  # independent: the dense Jacobian is diag(s) A
     jac = s[:, None] * a
@@ -285,7 +279,7 @@ def check_jvp_from_vjps(jvp_via_vjps: Callable[[Callable, Tensor, Tensor], Tenso
         fail(name, "not J t for f(x) = softsign(A x); compare with the dense Jacobian diag(s) A.")
     # non-square: the result has the output's shape
     x2, t2 = _randn(21, 2, 3), _randn(22, 2, 3)
-    got2 = _as_tensor(name, call(_mix, x2, t2), "J t")
+    got2 = answer_tensor(name, call(_mix, x2, t2), "J t")
     out_shape = _mix(x2).shape
     if got2.shape != out_shape:
         fail(name, f"J t has the output's shape {tuple(out_shape)}, got {tuple(got2.shape)}.")
@@ -314,8 +308,8 @@ def check_moments(moments: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Passed:
     result = attempt(name, moments, p)
     if not isinstance(result, tuple | list) or len(result) != 2:
         fail(name, "return a pair (mean, covariance).")
-    mean = _as_tensor(name, result[0], "the mean")
-    cov = _as_tensor(name, result[1], "the covariance")
+    mean = answer_tensor(name, result[0], "the mean")
+    cov = answer_tensor(name, result[1], "the covariance")
     if mean.shape != (2,) or cov.shape != (2, 2):
         fail(
             name,
@@ -375,7 +369,7 @@ def check_sample_normal(sample_normal: Callable[[Tensor, Tensor, int], Tensor]) 
     var = torch.tensor([4.0, 0.25, 1.0], dtype=F64, requires_grad=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(2024)
-        z = _as_tensor(name, attempt(name, sample_normal, mu, var, n), "the samples")
+        z = answer_tensor(name, attempt(name, sample_normal, mu, var, n), "the samples")
     if z.shape != (n, 3):
         fail(name, f"expected shape (n, d) = ({n}, 3), got {tuple(z.shape)}.")
     zs = z.detach()

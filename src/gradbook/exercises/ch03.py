@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, answer_tensor, attempt, fail, passed
 from gradbook.jacobian import (
     make_tanh_mlp,
     tanh_affine,
@@ -51,12 +51,6 @@ def _problems(seed: int) -> list[tuple[str, Callable[[Tensor], Tensor], Tensor, 
         ("a tanh MLP R^6 -> R^2", lambda z: tanh_mlp(params, z), x, tanh_mlp_jacobian(params, x))
     )
     return problems
-
-
-def _as_tensor(exercise: str, value: object, what: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        fail(exercise, f"expected {what} as a torch.Tensor, got {type(value).__name__}.")
-    return value
 
 
 def _close(a: Tensor, b: Tensor) -> bool:
@@ -113,7 +107,7 @@ def check_jacobian_rows(jacobian_rows: Callable[[Callable, Tensor], Tensor]) -> 
                     "before calling f.",
                 )
             raise
-        got = _as_tensor(name, got, "the Jacobian")
+        got = answer_tensor(name, got, "the Jacobian")
         _diagnose_jacobian(name, got, J, label)
     return passed(name, "one gradient per output row, the graph kept between rows.")
 
@@ -134,7 +128,7 @@ def check_jacobian_vmap(jacobian_vmap: Callable[[Callable, Tensor], Tensor]) -> 
                     "m x m identity (m outputs), not of the n x n one.",
                 )
             raise
-        got = _as_tensor(name, got, "the Jacobian")
+        got = answer_tensor(name, got, "the Jacobian")
         m, n = J.shape
         if not _close(got, J) and (_close(got, J.T) or (got.shape == (n, m) and m != n)):
             fail(
@@ -217,7 +211,7 @@ def check_hessian(hessian_fn: Callable[[Callable, Tensor], Tensor]) -> Passed:
                 "detached value like x.grad.",
             )
         raise
-    got = _as_tensor(name, got, "the Hessian")
+    got = answer_tensor(name, got, "the Hessian")
     if got.shape == grad.shape and _close(got, grad):
         fail(name, "that is the gradient; the Hessian is the Jacobian *of* the gradient.")
     if _close(got, torch.outer(grad, grad)):

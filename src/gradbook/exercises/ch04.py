@@ -29,7 +29,7 @@ from gradbook.convinv import (
     conv_pinv_symbol,
     conv_symbol,
 )
-from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, answer_tensor, attempt, fail, passed
 
 _DOT_T_HINT = (
     "`.T` on a tensor of rank above 2 reverses *all* its dimensions (and is deprecated); "
@@ -40,12 +40,6 @@ _DOT_T_HINT = (
 
 def _data(seed: int, *shape: int) -> Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def _tensor(exercise: str, value: object, what: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        fail(exercise, f"expected {what} as a torch.Tensor, got {type(value).__name__}.")
-    return value
 
 
 def _close(a: Tensor, b: Tensor, tol: float = 1e-8) -> bool:
@@ -88,7 +82,7 @@ def check_symbol_1ch(symbol_1ch: Callable[[Tensor, int, int], Tensor]) -> Passed
         kernel = _data(seed, 3, 3)
         x = _data(100 + seed, 1, 1, H, W)
         expected = conv_symbol(kernel[None, None], (H, W))[..., 0, 0]
-        got = _tensor(name, _attempt(name, symbol_1ch, kernel, H, W), "the symbol")
+        got = answer_tensor(name, _attempt(name, symbol_1ch, kernel, H, W), "the symbol")
         if got.shape == (H, W) and got.is_complex():
             fail(
                 name,
@@ -144,7 +138,7 @@ def check_circular_pinv(circular_pinv: Callable[[Tensor, Tensor], Tensor]) -> Pa
         weight = _data(10 + seed, c_out, c_in, 3, 3)
         y = _data(20 + seed, 2, c_out, H, W)
         expected = conv2d_pinv(y, weight, "circular")
-        got = _tensor(name, _attempt(name, circular_pinv, y, weight), "x")
+        got = answer_tensor(name, _attempt(name, circular_pinv, y, weight), "x")
         if got.shape[:2] == (2, c_in) and got.shape[-2] == H and got.shape[-1] == W - 1:
             fail(
                 name,
@@ -204,7 +198,7 @@ def check_tikhonov(tikhonov: Callable[[Tensor, Tensor, float], Tensor]) -> Passe
         weight = _data(30 + seed, c_out, c_in, 3, 3)
         y = _data(40 + seed, 2, c_out, H, W)
         expected = conv2d_pinv(y, weight, "circular", reg=lam)
-        got = _tensor(name, _attempt(name, tikhonov, y, weight, lam), "x")
+        got = answer_tensor(name, _attempt(name, tikhonov, y, weight, lam), "x")
         if got.shape != expected.shape:
             fail(name, f"expected shape {tuple(expected.shape)}, got {tuple(got.shape)}.")
         if _close(got, expected, 1e-7):
@@ -242,7 +236,7 @@ def check_conv_adjoint(conv_adjoint: Callable[[Tensor, Tensor], Tensor]) -> Pass
         weight = _data(50 + seed, c_out, c_in, 3, 3)
         x = _data(60 + seed, 2, c_in, H, W)
         y = _data(70 + seed, 2, c_out, H, W)
-        got = _tensor(name, _attempt(name, conv_adjoint, y, weight), "A^T y")
+        got = answer_tensor(name, _attempt(name, conv_adjoint, y, weight), "A^T y")
         if got.shape == (2, c_in, H + 2, W + 2):
             fail(
                 name,
@@ -297,7 +291,7 @@ def check_solve_zero_padded(solve: Callable[[Tensor, Tensor], Tensor]) -> Passed
     weight[:, :, 1, 1] += torch.eye(3, dtype=torch.float64)  # well conditioned
     x = torch.randn(2, 3, 10, 9, generator=gen, dtype=torch.float64)
     y = conv2d_zeros(x, weight)
-    got = _tensor(name, _attempt(name, solve, y, weight), "x")
+    got = answer_tensor(name, _attempt(name, solve, y, weight), "x")
     if got.shape != x.shape:
         fail(name, f"expected shape {tuple(x.shape)}, got {tuple(got.shape)}.")
     circular = apply_symbol(y, conv_pinv_symbol(weight, (10, 9)))

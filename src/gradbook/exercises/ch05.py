@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradbook.exercises._core import Passed, attempt, fail, passed
+from gradbook.exercises._core import Passed, answer_tensor, attempt, fail, passed
 from gradbook.warp import (
     affine_to_theta,
     invert_affine,
@@ -61,12 +61,6 @@ _CONSTANT_M = (
     "`.detach()`, `.numpy()`, `.item()`) copies the matrix out of the autograd graph; "
     "build everything from M itself with differentiable torch operations."
 )
-
-
-def _as_tensor(exercise: str, value: object, what: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        fail(exercise, f"expected {what} as a torch.Tensor, got {type(value).__name__}.")
-    return value
 
 
 def _close(a: Tensor, b: Tensor, atol: float = 1e-9) -> bool:
@@ -130,7 +124,7 @@ def check_cv2_to_theta(cv2_to_theta: Callable[[Tensor, tuple, tuple], Tensor]) -
     M = _test_matrix()
     src_size, dst_size = (30, 50), (40, 24)  # (height, width), nothing square
     expected = affine_to_theta(M, src_size, dst_size, align_corners=False)
-    got = _as_tensor(name, attempt(name, cv2_to_theta, M.clone(), src_size, dst_size), "theta")
+    got = answer_tensor(name, attempt(name, cv2_to_theta, M.clone(), src_size, dst_size), "theta")
     if got.shape == (3, 3):
         fail(name, "affine_grid takes the first two rows of the 3 x 3 matrix: shape (2, 3).")
     if got.shape != (2, 3):
@@ -191,7 +185,8 @@ def check_bilinear_sample(
     expected = _variant_sample(image, x, y, border)
     image_v = image.clone().requires_grad_(True)
     x_v, y_v = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
-    got = _as_tensor(name, attempt(name, bilinear_sample, image_v, x_v, y_v, border), "the samples")
+    samples = attempt(name, bilinear_sample, image_v, x_v, y_v, border)
+    got = answer_tensor(name, samples, "the samples")
     if got.shape == (x.shape[0], image.shape[0]):
         fail(name, f"expected shape (C, N) = {tuple(expected.shape)}, got (N, C); transpose.")
     if got.shape != expected.shape:
@@ -302,7 +297,7 @@ def check_differentiable_warp(
     dsize = (26, 40)  # (height, width): OpenCV would take (40, 26)
     border = 0.3
     image_v = image.clone().requires_grad_(True)
-    got = _as_tensor(name, attempt(name, warp, image_v, M, dsize, border), "the warped image")
+    got = answer_tensor(name, attempt(name, warp, image_v, M, dsize, border), "the warped image")
     expected = warp_affine_naive(image, M.detach(), dsize, border)
     if got.shape == (3, dsize[1], dsize[0]):
         fail(
@@ -410,7 +405,7 @@ def check_register(register: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 5.4: ``register(moving, fixed)`` -> ``M`` with ``warp(moving, M) ~ fixed``."""
     name = "Exercise 5.4 (image registration)"
     moving, fixed, M_true = _registration_pair()
-    got = _as_tensor(name, attempt(name, register, moving.clone(), fixed.clone()), "M")
+    got = answer_tensor(name, attempt(name, register, moving.clone(), fixed.clone()), "M")
     if got.shape != (2, 3):
         fail(name, f"return the (2, 3) matrix M, got shape {tuple(got.shape)}.")
     M = got.detach().to(F64)

@@ -17,21 +17,13 @@ import torch
 from torch import Tensor
 
 from gradbook import so3
-from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, answer_tensor, attempt, fail, passed
 
 _AXIS = (0.36, -0.48, 0.8)
 
 
 def _randn(seed: int, *shape: int, dtype: torch.dtype = torch.float64) -> Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def _tensor(exercise: str, value: object, what: str, shape: tuple[int, ...]) -> Tensor:
-    if not isinstance(value, Tensor):
-        fail(exercise, f"expected {what} as a torch.Tensor, got {type(value).__name__}.")
-    if tuple(value.shape) != shape:
-        fail(exercise, f"expected {what} of shape {shape}, got {tuple(value.shape)}.")
-    return value
 
 
 def _close(a: Tensor, b: Tensor, atol: float) -> bool:
@@ -61,7 +53,7 @@ def check_hat_vee(hat: Callable[[Tensor], Tensor], vee: Callable[[Tensor], Tenso
         fail(
             name, f"hat of a (5, 3) batch should be (5, 3, 3), got {tuple(got.shape)}: {batch_hint}"
         )
-    K = _tensor(name, got, "hat(v)", (5, 3, 3))
+    K = answer_tensor(name, got, "hat(v)", (5, 3, 3))
     if _close(K, expected.mT, 1e-12):
         fail(
             name,
@@ -77,10 +69,10 @@ def check_hat_vee(hat: Callable[[Tensor], Tensor], vee: Callable[[Tensor], Tenso
             "hat(v) @ x is not the cross product v x x (compare with torch.linalg.cross); "
             f"for example row 0 gives {crossed[0].tolist()}.",
         )
-    single = _tensor(name, attempt(name, hat, v[0]), "hat of a single (3,) vector", (3, 3))
+    single = answer_tensor(name, attempt(name, hat, v[0]), "hat of a single (3,) vector", (3, 3))
     if not _close(single, expected[0], 1e-12):
         fail(name, "hat works on a batch but not on a single vector of shape (3,).")
-    w = _tensor(name, attempt(name, vee, expected), "vee(K)", (5, 3))
+    w = answer_tensor(name, attempt(name, vee, expected), "vee(K)", (5, 3))
     if _close(w, -v, 1e-12):
         fail(name, "vee returns -v: read v_1 from K[2, 1] (below the diagonal), not K[1, 2].")
     if not _close(w, v, 1e-12):
@@ -93,7 +85,7 @@ def check_hat_vee(hat: Callable[[Tensor], Tensor], vee: Callable[[Tensor], Tenso
 
 def _generator_jacobian(exp: Callable[[Tensor], Tensor], name: str) -> Tensor:
     v0 = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-    R0 = _tensor(name, attempt(name, exp, v0), "Exp(0)", (3, 3))
+    R0 = answer_tensor(name, attempt(name, exp, v0), "Exp(0)", (3, 3))
     if not bool(torch.isfinite(R0).all()):
         fail(
             name,
@@ -115,7 +107,7 @@ def check_exp(exp: Callable[[Tensor], Tensor]) -> Passed:
     """Exercise 6.2: a stable ``exp(v)``, ``(..., 3) -> (..., 3, 3)``, exact at and near 0."""
     name = "Exercise 6.2 (a stable exponential map)"
     v = _randn(10, 6, 3) * 1.2
-    got = _tensor(name, attempt(name, exp, v), "Exp(v) of a (6, 3) batch", (6, 3, 3))
+    got = answer_tensor(name, attempt(name, exp, v), "Exp(v) of a (6, 3) batch", (6, 3, 3))
     expected = so3.exp_map(v)
     if not _close(got, expected, 1e-12):
         t = v.norm(dim=-1)[..., None, None]
@@ -149,7 +141,7 @@ def check_exp(exp: Callable[[Tensor], Tensor]) -> Passed:
         fail(name, "at v = 0, dExp/dv_i should be the generator [e_i]x; your derivative is not.")
     for dtype, t in [(torch.float32, 1e-4), (torch.float64, 1e-9)]:
         small = (torch.tensor(_AXIS, dtype=torch.float64) * t).to(dtype)
-        R = _tensor(name, attempt(name, exp, small), "Exp(v)", (3, 3))
+        R = answer_tensor(name, attempt(name, exp, small), "Exp(v)", (3, 3))
         ref = so3.exp_map(small.double())
         sym, sym_ref = 0.5 * (R + R.mT).double(), 0.5 * (ref + ref.mT)
         off = ~torch.eye(3, dtype=torch.bool)
@@ -174,7 +166,8 @@ def check_log(log: Callable[[Tensor], Tensor]) -> Passed:
     name = "Exercise 6.3 (the logarithm near pi)"
     v = _randn(20, 6, 3)
     v = v / v.norm(dim=-1, keepdim=True) * torch.linspace(0.1, 3.0, 6, dtype=torch.float64)[:, None]
-    got = _tensor(name, attempt(name, log, so3.exp_map(v)), "Log(R) of a (6, 3, 3) batch", (6, 3))
+    got = attempt(name, log, so3.exp_map(v))
+    got = answer_tensor(name, got, "Log(R) of a (6, 3, 3) batch", (6, 3))
     if _close(got, -v, 1e-9):
         fail(name, "you returned -v, the inverse rotation's vector: check the sign of vee.")
     if not _close(got, v, 1e-9):
@@ -187,7 +180,7 @@ def check_log(log: Callable[[Tensor], Tensor]) -> Passed:
         (math.pi - 1e-9, so3.exp_map(axis * (math.pi - 1e-9))),
         (math.pi, half_turn),
     ]:
-        out = _tensor(name, attempt(name, log, R), "Log(R)", (3,))
+        out = answer_tensor(name, attempt(name, log, R), "Log(R)", (3,))
         ref = axis * angle
         error = min((out - ref).abs().max().item(), (out + ref).abs().max().item())
         if not math.isfinite(error) or error > 1e-6:
@@ -200,11 +193,11 @@ def check_log(log: Callable[[Tensor], Tensor]) -> Passed:
                 "entry first) and atan2.",
             )
     tiny = axis * 1e-9
-    out = _tensor(name, attempt(name, log, so3.exp_map(tiny)), "Log(R)", (3,))
+    out = answer_tensor(name, attempt(name, log, so3.exp_map(tiny)), "Log(R)", (3,))
     if not _close(out, tiny, 1e-15):
         fail(name, "wrong near the identity (angle 1e-9): avoid dividing by sin t there.")
     eye = torch.eye(3, dtype=torch.float64, requires_grad=True)
-    out = _tensor(name, attempt(name, log, eye), "Log(I)", (3,))
+    out = answer_tensor(name, attempt(name, log, eye), "Log(I)", (3,))
     if not _close(out.detach(), torch.zeros(3, dtype=torch.float64), 0.0):
         fail(name, "Log(I) should be exactly 0 (and not NaN).")
     if out.requires_grad:
@@ -227,7 +220,7 @@ def check_kabsch(kabsch: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     p = _randn(30, 40, 3) + torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)  # not centred
     R_true = so3.exp_map(torch.tensor([0.4, -0.9, 1.3], dtype=torch.float64))
     q = p @ R_true.mT + 0.3 * _randn(31, 40, 3)
-    got = _tensor(name, attempt(name, kabsch, p, q), "R", (3, 3))
+    got = answer_tensor(name, attempt(name, kabsch, p, q), "R", (3, 3))
     expected = so3.kabsch(p, q)
     if _close(got, expected.mT, 1e-9):
         fail(
@@ -251,7 +244,7 @@ def check_kabsch(kabsch: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     mirror = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
     pm = _randn(32, 8, 3)
     qm = pm @ (R_true @ mirror).mT
-    got = _tensor(name, attempt(name, kabsch, pm, qm), "R", (3, 3))
+    got = answer_tensor(name, attempt(name, kabsch, pm, qm), "R", (3, 3))
     if torch.linalg.det(got).item() < 0:
         fail(
             name,
@@ -283,7 +276,7 @@ def check_gn_step(gn_step: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Passed
     q = p @ R_true.mT + 0.01 * _randn(41, 25, 3)
     R = so3.exp_map(torch.tensor([0.9, -0.6, 0.3], dtype=torch.float64))  # far from both
     delta, expected = _gn_reference(R, p, q)
-    got = _tensor(name, attempt(name, gn_step, R.clone(), p, q), "the new R", (3, 3))
+    got = answer_tensor(name, attempt(name, gn_step, R.clone(), p, q), "the new R", (3, 3))
     orthogonality, det = so3.rotation_error(got)
     if orthogonality.item() > 1e-9 or det.item() > 1e-9:
         fail(

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from gradbook.blackbox import EvaluationCounter
-from gradbook.exercises._core import ExerciseFailed, Passed, attempt, fail, passed
+from gradbook.exercises._core import ExerciseFailed, Passed, answer_tensor, attempt, fail, passed
 
 _PINV_HINT = (
     "The pseudo-inverse (torch.linalg.pinv, or torch.linalg.lstsq) handles every number "
@@ -34,9 +34,7 @@ def _randn(seed: int, *shape: int) -> Tensor:
 def _tensor(name: str, value: object, what: str) -> Tensor:
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
-    if not isinstance(value, Tensor):
-        fail(name, f"expected {what} as a torch.Tensor, got {type(value).__name__}.")
-    return value.detach().to(torch.float64)
+    return answer_tensor(name, value, what).detach().to(torch.float64)
 
 
 def _close(a: Tensor, b: Tensor, rtol: float = 1e-7) -> bool:
