@@ -417,7 +417,11 @@ def test_preconditioner_is_symmetric_positive_definite(generator):
     [
         (torch.zeros(2, 3, 3, 3, dtype=torch.float64), {}, "weight: all zeros"),
         (torch.ones(2, 3, 3, 3, dtype=torch.float64), {"shift": 0.0}, "shift: must be > 0"),
-        (torch.ones(2, 3, 3, 3, dtype=torch.float64), {"shift": -1.0}, "shift: expected a number"),
+        (
+            torch.ones(2, 3, 3, 3, dtype=torch.float64),
+            {"shift": -1.0},
+            "shift: expected a finite number >= 0",
+        ),
         (torch.ones(2, 3, 3, 3, dtype=torch.float64), {"reg": -1.0}, "reg: "),
     ],
 )

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradbook._checks import check_size, check_tensor
+from gradbook._checks import check_nonnegative, check_size, check_tensor
 
 Padding = Literal["circular", "zeros"]
 PADDINGS = ("circular", "zeros")
@@ -483,8 +483,7 @@ def conv_pinv_symbol(
     reg = _check_reg(reg)
     if rcond is None:
         rcond = max(c_out, c_in) * H * W * torch.finfo(torch.float64).eps
-    if not isinstance(rcond, (int, float)) or isinstance(rcond, bool) or not rcond >= 0:
-        raise ValueError(f"rcond: expected a number >= 0, got {rcond!r}")
+    rcond = check_nonnegative("rcond", rcond)
     U, s, Vh = _svd_symbol(weight, H, W)
     if reg > 0:
         phi = s / (s * s + reg)
@@ -496,14 +495,7 @@ def conv_pinv_symbol(
 
 
 def _check_reg(reg: object) -> float:
-    if (
-        not isinstance(reg, (int, float))
-        or isinstance(reg, bool)
-        or not math.isfinite(reg)
-        or reg < 0
-    ):
-        raise ValueError(f"reg: expected a finite number >= 0, got {reg!r}")
-    return float(reg)
+    return check_nonnegative("reg", reg)
 
 
 # --------------------------------------------------------------------------- iterative solver
@@ -582,8 +574,7 @@ def cgls(
     """
     if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 0:
         raise ValueError(f"max_iter: expected an int >= 0, got {max_iter!r}")
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
-        raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
+    tol = check_nonnegative("tol", tol)
     reg = _check_reg(reg)
     precond = preconditioner if preconditioner is not None else (lambda s: s)
     x = y.new_zeros(y.shape[0], *x_shape)
@@ -655,8 +646,7 @@ def circular_preconditioner(
     _, c_in, _, _ = _check_weight(weight)
     H, W = check_size("size", size)
     reg = _check_reg(reg)
-    if not isinstance(shift, (int, float)) or isinstance(shift, bool) or not shift >= 0:
-        raise ValueError(f"shift: expected a number >= 0, got {shift!r}")
+    shift = check_nonnegative("shift", shift)
     _, s, Vh = _svd_symbol(weight, H, W)
     damp = reg + shift * s.max().item() ** 2
     if damp <= 0:
