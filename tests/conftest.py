@@ -39,3 +39,18 @@ TOLERANCES = {torch.float32: (1e-5, 1e-6), torch.float64: (1e-12, 1e-13)}
 def generator() -> torch.Generator:
     """A seeded CPU generator: draw on the CPU, then move to ``device``."""
     return torch.Generator().manual_seed(0)
+
+
+def central_differences(f, x: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
+    """The Jacobian ``f(x).shape + x.shape`` by float64 central differences, no autodiff.
+
+    Entry ``[..., j...]`` is ``(f(x + h e_j) - f(x - h e_j)) / 2h``.
+    """
+    x = x.detach().to(torch.float64)
+    columns = []
+    for j in range(x.numel()):
+        step = torch.zeros(x.numel(), dtype=torch.float64, device=x.device)
+        step[j] = h
+        step = step.reshape(x.shape)
+        columns.append((f(x + step) - f(x - step)) / (2 * h))
+    return torch.stack(columns, dim=-1).reshape(*columns[0].shape, *x.shape)

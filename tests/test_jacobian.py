@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TOLERANCES
+from conftest import TOLERANCES, central_differences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,20 +57,6 @@ METHOD_IDS = [f"{mode}-chunk{chunk}" for mode, chunk in ALL_METHODS]
 def close(actual, expected, dtype):
     rtol, atol = TOLERANCES[dtype]
     torch.testing.assert_close(actual, expected, rtol=rtol * 10, atol=atol * 10)
-
-
-def central_differences(f, x, eps=1e-6):
-    """float64 central differences, shape f(x).shape + x.shape: independent of autodiff."""
-    x = x.detach().to(torch.float64)
-    flat = x.reshape(-1)
-    columns = []
-    for j in range(flat.numel()):
-        step = torch.zeros_like(flat)
-        step[j] = eps
-        plus, minus = f((flat + step).reshape(x.shape)), f((flat - step).reshape(x.shape))
-        columns.append((plus - minus) / (2 * eps))
-    out_shape = columns[0].shape
-    return torch.stack(columns, dim=-1).reshape(out_shape + x.shape)
 
 
 # --------------------------------------------------------------------------- analytic references

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import central_differences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,19 +44,6 @@ def mixing(x):
             torch.tanh(flat.cumsum(0)).sum(),
         ]
     )
-
-
-def jacobian_central_differences(f, x, h=1e-6):
-    """Float64 central differences in NumPy terms: column i is (f(x+h e_i) - f(x-h e_i)) / 2h."""
-    x = x.detach().to(F64)
-    out = f(x)
-    cols = []
-    for i in range(x.numel()):
-        e = torch.zeros(x.numel(), dtype=F64, device=x.device)
-        e[i] = h
-        e = e.reshape(x.shape)
-        cols.append(((f(x + e) - f(x - e)) / (2 * h)).reshape(-1))
-    return torch.stack(cols, dim=1).reshape(*out.shape, *x.shape)
 
 
 # The chapter's worked examples --------------------------------------------------
@@ -147,7 +135,7 @@ def test_jacobian_explicit_matches_central_differences(device):
     x = randn(2, 3, seed=1, device=device)
     jac = jacobian_explicit(mixing, x)
     assert jac.shape == (4, 2, 3)
-    torch.testing.assert_close(jac, jacobian_central_differences(mixing, x), rtol=1e-7, atol=1e-8)
+    torch.testing.assert_close(jac, central_differences(mixing, x), rtol=1e-7, atol=1e-8)
 
 
 def test_jacobian_explicit_scalar_output_is_the_gradient(device):
@@ -159,7 +147,7 @@ def test_jacobian_explicit_scalar_output_is_the_gradient(device):
 
 def test_vjp_and_jvp_match_the_dense_jacobian(device, dtype):
     x = randn(2, 3, seed=4, dtype=dtype, device=device)
-    jac64 = jacobian_central_differences(mixing, x.to(F64))
+    jac64 = central_differences(mixing, x.to(F64))
     v = randn(4, seed=5, dtype=dtype, device=device)
     t = randn(2, 3, seed=6, dtype=dtype, device=device)
     tol = dict(rtol=1e-7, atol=1e-8) if dtype == F64 else dict(rtol=1e-4, atol=1e-5)
