@@ -43,17 +43,44 @@ def timings(
     """
     for _ in range(warmup):
         fn()
-    synchronize(device)
     times: list[float] = []
     start_all = time.perf_counter()
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+        times.append(seconds(fn, device))
         if len(times) >= 3 and time.perf_counter() - start_all > budget_s:
             break
     return statistics.median(times), min(times)
+
+
+def seconds(fn: Callable[[], Any], device: torch.device | str = "cpu") -> float:
+    """Wall time of one call of ``fn()``, queued CUDA work included."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], Any]],
+    device: torch.device | str = "cpu",
+    *,
+    repeat: int = 7,
+    warmup: int = 2,
+) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin.
+
+    Load from other work on the machine then falls on all of them alike, where
+    :func:`timings` measures one function after another.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {key: [] for key in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            samples[key].append(seconds(fn, device))
+    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def median_time(fn: Callable[[], Any], **kwargs: Any) -> float:

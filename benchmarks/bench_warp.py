@@ -21,8 +21,6 @@ the medians kept, so that load from other work on the machine falls on all alike
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -31,7 +29,7 @@ import kornia
 import kornia.geometry.transform as kornia_transform
 import numpy as np
 import torch
-from _common import synchronize, write_results
+from _common import interleaved_medians, write_results
 from tqdm import tqdm
 
 from gradbook.warp import rotation_matrix_2d, synthetic_scene, warp_affine, warp_affine_naive
@@ -59,25 +57,6 @@ def cv2_warp(images: torch.Tensor, M: torch.Tensor, dsize: tuple[int, int]) -> C
         cv2.warpAffine(a, m, (width, height), flags=cv2.INTER_LINEAR)
         for a, m in zip(arrays, matrices, strict=True)
     ]
-
-
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], device: torch.device, repeat: int, warmup: int = 2
-) -> dict[str, float]:
-    """Median ms of each function, timed round-robin so that load from other work on
-    the machine falls on all of them alike (``median_time`` times one after another)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {key: [] for key in fns}
-    for _ in range(repeat):
-        for key, fn in fns.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            samples[key].append(1e3 * (time.perf_counter() - start))
-    return {key: statistics.median(values) for key, values in samples.items()}
 
 
 def timed_functions(
@@ -142,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             "max_err_exact": (reference_cv2 - exact).abs().max().item(),
             "max_err_cv2": 0.0,
         }
-        times = interleaved_medians(fns, device, args.repeat)
+        times = {
+            key: 1e3 * value
+            for key, value in interleaved_medians(fns, device, repeat=args.repeat).items()
+        }
         for (name, mode), time_ms in times.items():
             rows.append(
                 {"case": label, "method": name, "mode": mode, "time_ms": time_ms, **errors[name]}
