@@ -515,6 +515,16 @@ def test_cgls_on_a_dense_matrix(generator):
         (lambda w, x: conv_symbol(w, (4, 0)), ValueError, r"size: expected .* of positive"),
         (lambda w, x: conv_symbol(w, 4), TypeError, r"size: expected \(height, width\) as two"),
         (
+            lambda w, x: conv2d_pinv(x, w, "zeros", rcond=1e-6),
+            ValueError,
+            "rcond: only used with padding='circular'",
+        ),
+        (
+            lambda w, x: conv2d_pinv(x, w, "circular", tol=1e-6),
+            ValueError,
+            "tol: only used with padding='zeros'",
+        ),
+        (
             lambda w, x: conv2d_pinv(x, w, padding="same"),
             ValueError,
             r"padding: expected 'circular' or 'zeros', got 'same'",

@@ -722,7 +722,8 @@ def conv2d_pinv(
     Raises:
         TypeError: wrong tensor types or dtypes.
         ValueError: even kernel, channel mismatch, unknown padding or
-            preconditioner, negative ``reg``, bad ``tol``/``max_iter``.
+            preconditioner, negative ``reg``, bad ``tol``/``max_iter``; ``rcond``
+            with zero padding, or ``tol`` or ``preconditioner`` with circular padding.
     """
     padding = _check_padding(padding)
     c_out, c_in, _, _ = _check_weight(weight)
@@ -737,8 +738,15 @@ def conv2d_pinv(
             raise ValueError(
                 "preconditioner: only used with padding='zeros' (the circular case is exact)"
             )
+        if tol is not None:
+            raise ValueError("tol: only used with padding='zeros' (the circular case is exact)")
         x = apply_symbol(yb, conv_pinv_symbol(weight, (H, W), reg, rcond))
     else:
+        if rcond is not None:
+            raise ValueError(
+                "rcond: only used with padding='circular'; the zero-padded solver stops at "
+                "tol, and reg > 0 regularises it"
+            )
         if tol is None:
             tol = SOLVER_TOL[yb.dtype]
         precond = None
