@@ -436,7 +436,7 @@ def test_matrix_gradient_has_a_kink_at_integer_positions():
     """Translation by t: the loss is piecewise linear in t with breaks at integers."""
     image = torch.tensor([[[0.0, 1.0, 4.0, 9.0]]], dtype=torch.float64)
 
-    def slope(t: float, side: float) -> float:
+    def slope(t: float) -> float:
         M = torch.tensor([[1.0, 0.0, t], [0.0, 1.0, 0.0]], dtype=torch.float64)
         M.requires_grad_(True)
         out = warp_affine(image, M, (1, 4))[0, 0, 2]  # reads source x = 2 - t
@@ -444,8 +444,8 @@ def test_matrix_gradient_has_a_kink_at_integer_positions():
         return grad[0, 2].item()
 
     # d out / dt = -(src[floor(2 - t) + 1] - src[floor(2 - t)])
-    assert slope(0.3, 0) == pytest.approx(-(4.0 - 1.0))
-    assert slope(-0.3, 0) == pytest.approx(-(9.0 - 4.0))
+    assert slope(0.3) == pytest.approx(-(4.0 - 1.0))
+    assert slope(-0.3) == pytest.approx(-(9.0 - 4.0))
 
 
 # ----------------------------------------------------------------------------- bad input

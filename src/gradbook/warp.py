@@ -617,15 +617,14 @@ def warp_affine_naive(
     x0, y0 = x0.long(), y0.long()
     sample = torch.arange(batch, device=image.device)[:, None, None]
     out = image.new_zeros(batch, out_h, out_w, channels)
+    pixels = image.permute(0, 2, 3, 1)  # (B, H, W, C)
+    fill = image.new_zeros(()) if border is None else border[:, None, None, :, 0, 0]
     for j, wy in ((0, 1 - fy), (1, fy)):
         for i, wx in ((0, 1 - fx), (1, fx)):
             xi, yi = x0 + i, y0 + j
             inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
             # read a valid pixel everywhere, then replace outside taps by the border
-            value = image.permute(0, 2, 3, 1)[
-                sample, yi.clamp(0, height - 1), xi.clamp(0, width - 1)
-            ]  # (B, h, w, C)
-            fill = image.new_zeros(()) if border is None else border[:, None, None, :, 0, 0]
+            value = pixels[sample, yi.clamp(0, height - 1), xi.clamp(0, width - 1)]  # (B, h, w, C)
             value = torch.where(inside[..., None], value, fill)
             out = out + (wx * wy)[..., None] * value
     out = out.permute(0, 3, 1, 2)
