@@ -57,13 +57,22 @@ def _close(a: Tensor, b: Tensor) -> bool:
     return a.shape == b.shape and torch.allclose(a.detach().double(), b, rtol=1e-8, atol=1e-10)
 
 
-def _diagnose_jacobian(name: str, got: Tensor, J: Tensor, label: str) -> None:
-    """Fail with the misconception a wrong Jacobian ``got`` shows, if any."""
+def _diagnose_jacobian(
+    name: str,
+    got: Tensor,
+    J: Tensor,
+    label: str,
+    transposed: str = "your result is the transpose of the Jacobian:",
+) -> None:
+    """Fail with the misconception a wrong Jacobian ``got`` shows, if any.
+
+    ``transposed`` opens the message for a transposed answer (the exercise may know why).
+    """
     m, n = J.shape
     if _close(got, J):
         return
     if _close(got, J.T) or (got.shape == (n, m) and m != n):
-        fail(name, f"on {label} your result is the transpose of the Jacobian: {_ROWS_ARE_OUTPUTS}")
+        fail(name, f"on {label} {transposed} {_ROWS_ARE_OUTPUTS}")
     if _close(got, J.cumsum(0)):
         fail(
             name,
@@ -129,15 +138,12 @@ def check_jacobian_vmap(jacobian_vmap: Callable[[Callable, Tensor], Tensor]) -> 
                 )
             raise
         got = answer_tensor(name, got, "the Jacobian")
-        m, n = J.shape
-        if not _close(got, J) and (_close(got, J.T) or (got.shape == (n, m) and m != n)):
-            fail(
-                name,
-                f"on {label} you returned J^T. vmap stacks results along dim 0: with VJPs "
-                "(one-hot cotangents) each result is a row, with JVPs (one-hot tangents) each "
-                "result is a column. " + _ROWS_ARE_OUTPUTS,
-            )
-        _diagnose_jacobian(name, got, J, label)
+        transposed = (
+            "you returned J^T. vmap stacks results along dim 0: with VJPs (one-hot "
+            "cotangents) each result is a row, with JVPs (one-hot tangents) each result is "
+            "a column."
+        )
+        _diagnose_jacobian(name, got, J, label, transposed)
     return passed(name, "all rows from one batched pullback.")
 
 
