@@ -82,12 +82,15 @@ def _variant_sample(
     truncate: bool = False,
     clamp_then_weight: bool = False,
     use_border: bool = True,
+    detach_trick: bool = False,
 ) -> Tensor:
     """Bilinear sampling of ``(C, H, W)`` at source points ``x, y`` with known mistakes.
 
     The defaults give the right answer; ``truncate`` rounds toward zero,
     ``clamp_then_weight`` is the forum's clamp-then-weight scheme (no masking at all),
-    and ``use_border=False`` reads 0 outside the image.
+    and ``use_border=False`` reads 0 outside the image. ``detach_trick`` is the
+    accepted answer's ``(w p).detach() + p - p.detach()``: the same values, but the
+    backward gives each tap the weight 1 instead of its bilinear weight.
     """
     _, height, width = image.shape
     rounding = torch.trunc if truncate else torch.floor
@@ -111,7 +114,11 @@ def _variant_sample(
             xi, yi = x0 + i, y0 + j
             inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
             value = image[:, yi.clamp(0, height - 1).long(), xi.clamp(0, width - 1).long()]
-            out = out + wx * wy * torch.where(inside, value, torch.full_like(value, fill))
+            value = torch.where(inside, value, torch.full_like(value, fill))
+            if detach_trick:
+                out = out + (wx * wy * value).detach() + value - value.detach()
+            else:
+                out = out + wx * wy * value
     return out
 
 
@@ -248,13 +255,17 @@ def _mixed_align_corners(
     return F.grid_sample(image[None] - border, grid, align_corners=not theta_ac)[0] + border
 
 
-def _seed_like(image: Tensor, M: Tensor, dsize: tuple[int, int], border: float, **options):
-    """The forum's sampling scheme (with the given mistakes) on the destination grid."""
+def _source_points(M: Tensor, dsize: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """``(sx, sy)``, each ``(h, w)``: where destination pixel ``(x, y)`` reads the source."""
     h, w = dsize
     ys, xs = torch.meshgrid(torch.arange(h, dtype=F64), torch.arange(w, dtype=F64), indexing="ij")
     A = invert_affine(M.detach().to(F64))
-    sx = A[0, 0] * xs + A[0, 1] * ys + A[0, 2]
-    sy = A[1, 0] * xs + A[1, 1] * ys + A[1, 2]
+    return A[0, 0] * xs + A[0, 1] * ys + A[0, 2], A[1, 0] * xs + A[1, 1] * ys + A[1, 2]
+
+
+def _seed_like(image: Tensor, M: Tensor, dsize: tuple[int, int], border: float, **options):
+    """The forum's sampling scheme (with the given mistakes) on the destination grid."""
+    sx, sy = _source_points(M, dsize)
     return _variant_sample(image.detach().to(F64), sx, sy, border, **options)
 
 
@@ -267,22 +278,8 @@ def _detach_trick_gradient(
     of its bilinear weight.
     """
     image = image.detach().clone().requires_grad_(True)
-    h, w = dsize
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=F64), torch.arange(w, dtype=F64), indexing="ij")
-    A = invert_affine(M.detach().to(F64))
-    sx = A[0, 0] * xs + A[0, 1] * ys + A[0, 2]
-    sy = A[1, 0] * xs + A[1, 1] * ys + A[1, 2]
-    x0, y0 = sx.floor(), sy.floor()
-    fx, fy = sx - x0, sy - y0
-    _, height, width = image.shape
-    out = torch.zeros(image.shape[0], h, w, dtype=F64)
-    for j, wy in ((0, 1 - fy), (1, fy)):
-        for i, wx in ((0, 1 - fx), (1, fx)):
-            xi, yi = x0 + i, y0 + j
-            inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
-            pixel = image[:, yi.clamp(0, height - 1).long(), xi.clamp(0, width - 1).long()]
-            pixel = torch.where(inside, pixel, torch.full_like(pixel, border))
-            out = out + ((wx * wy) * pixel).detach() + pixel - pixel.detach()
+    sx, sy = _source_points(M, dsize)
+    out = _variant_sample(image, sx, sy, border, detach_trick=True)
     (grad,) = torch.autograd.grad((out * weights).sum(), image)
     return grad
 
