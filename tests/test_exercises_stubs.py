@@ -34,7 +34,7 @@ def student_stub():
 
 
 def test_every_chapter_has_checks():
-    assert len(CHAPTERS) == 7
+    assert len(CHAPTERS) == 8
     assert {check.__module__ for check in CHECKS} == {module.__name__ for module in CHAPTERS}
 
 
