@@ -533,6 +533,10 @@ def no_function_layer(fun, vjp):  # the black box called on a copy: autograd los
     return lambda z: torch.as_tensor(fun(z.detach().numpy()))
 
 
+def numpy_of_a_leaf_layer(fun, vjp):  # the forum's wrapper without a Function
+    return lambda z: torch.as_tensor(fun(z.numpy()))
+
+
 def library_layer(fun, vjp):
     return blackbox.gradiator(fun, vjp, numpy=True)
 
@@ -547,6 +551,7 @@ def library_fit(layer, theta0, target, steps):
     [
         (make_layer_factory(numpy_out=True), make_fit(), "the forum's first bug"),
         (no_function_layer, make_fit(), "not connected to its input"),
+        (numpy_of_a_leaf_layer, make_fit(), "convert at the border"),
         (make_layer_factory(ones=True), make_fit(), "ignores grad_output"),
         (make_layer_factory(keep_dtype=False), make_fit(), "keep the input's dtype"),
         (make_layer_factory(), make_fit(zero_grad=False), "Zero the gradients"),
