@@ -349,6 +349,7 @@ def make_spsa(
     normalise=False,
     uniform=False,
     correlated=False,
+    heuristic=False,
 ):
     """The reference (defaults), correct variants and the known mistakes, one switch each."""
 
@@ -374,7 +375,7 @@ def make_spsa(
                 diff = (fun(x + c * u[s]) - fun(x - c * u[s])) / (divide or 2 * c)
             else:
                 diff = (fun(x + c * u[s]) - fx) / (divide or c)
-            samples.append((g @ diff) * u[s])
+            samples.append((g @ diff) * u[s] / (u[s] @ u[s] if heuristic else 1.0))
         stacked = torch.stack(samples)
         if combine == "sum":
             return stacked.sum(0)
@@ -400,6 +401,7 @@ def test_spsa_reference_passes(capsys):
         (make_spsa(normalise=True), "unit variance"),
         (make_spsa(correlated=True), "correlated across dimensions"),
         (make_spsa(divide=1e-3), "divide by 2c"),
+        (make_spsa(heuristic=True), "forum's one-probe heuristic"),
         (make_spsa(combine="sum"), "you added the samples"),
         (make_spsa(combine="last"), "not about 1/16"),
         (make_spsa(generator_used=False), "the generator you are given"),

@@ -650,6 +650,15 @@ def check_spsa_vjp(
                     "averaged over many seeds your estimate is half of g^T J: check the "
                     "division by the step (c for a one-sided difference, 2c for a central one).",
                 )
+            if abs(scale - 1 / m) < 0.1:
+                fail(
+                    name,
+                    f"averaged over many seeds your estimate is about g^T J / {m}, one m-th: "
+                    "you divided each sample by ||u||^2, as the forum's one-probe heuristic "
+                    "J1 = df dx^T / ||dx||^2 does. That heuristic is right along u but not "
+                    "unbiased; the simultaneous-perturbation sample is not normalised, since "
+                    "E[u u^T] = I already.",
+                )
             if scale < 0:
                 fail(name, "averaged over many seeds your estimate points against g^T J: a sign.")
             fail(
