@@ -62,6 +62,26 @@ def _scalar(name: str, value: object, what: str) -> Tensor:
     return got.reshape(())
 
 
+def _on_copies(
+    name: str,
+    answer: Callable,
+    *tensors: Tensor,
+    names: tuple[str, ...] = ("grad", "image"),
+    hints: dict | None = None,
+) -> object:
+    """``attempt`` on copies of ``tensors``; fail if the answer changed one of them in place."""
+    copies = [tensor.clone() for tensor in tensors]
+    result = attempt(name, answer, *copies, hints=hints)
+    for label, tensor, copy in zip(names, tensors, copies, strict=False):
+        if not torch.equal(tensor, copy):
+            fail(
+                name,
+                f"your function changed its argument `{label}` in place, so the caller's "
+                "tensor is lost. Compute the result out of place (a - b, not a -= b).",
+            )
+    return result
+
+
 class _OperationCounter(TorchFunctionMode):
     """Counts the torch functions and tensor methods called while it is active."""
 
@@ -94,7 +114,11 @@ def check_dot(dot: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     expected2 = (a2.flatten()[:, None] * b2.flatten()[:, None]).sum()
     batched_matmul = torch.matmul(a, b)
     with forbid(inner):
-        got = answer_tensor(name, attempt(name, dot, a, b, hints=_DOT_HINTS), "the inner product")
+        got = answer_tensor(
+            name,
+            _on_copies(name, dot, a, b, names=("a", "b"), hints=_DOT_HINTS),
+            "the inner product",
+        )
         diagnose(
             name,
             got,
@@ -123,7 +147,11 @@ def check_dot(dot: Callable[[Tensor, Tensor], Tensor]) -> Passed:
         )
         if not close(got, expected, rtol=1e-10, atol=1e-12):
             fail(name, "not the inner product: multiply the entries pairwise and add them up.")
-        got2 = _scalar(name, attempt(name, dot, a2, b2, hints=_DOT_HINTS), "the inner product")
+        got2 = _scalar(
+            name,
+            _on_copies(name, dot, a2, b2, names=("a", "b"), hints=_DOT_HINTS),
+            "the inner product",
+        )
         if not close(got2, expected2, rtol=1e-10, atol=1e-12):
             fail(
                 name, "right for one 3 x 4 x 4 pair but wrong for a 2 x 3 x 5 pair. " + _MATMUL_HINT
@@ -218,7 +246,7 @@ def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -
     zero = torch.zeros_like(image)
 
     with forbid(*_PROJECTIONS):
-        got = answer_tensor(name, attempt(name, orthogonal_part, grad, image), "the component")
+        got = answer_tensor(name, _on_copies(name, orthogonal_part, grad, image), "the component")
         if got.shape != grad.shape:
             fail(
                 name, f"expected the gradient's shape {tuple(grad.shape)}, got {tuple(got.shape)}."
@@ -228,7 +256,7 @@ def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -
             c = cosine(got.to(F64), image).item()
             fail(name, f"not the orthogonal component (cosine with the image is {c:.2e}).")
 
-        got_balanced = attempt(name, orthogonal_part, grad, balanced)
+        got_balanced = _on_copies(name, orthogonal_part, grad, balanced)
         if close(got_balanced, grad):
             fail(
                 name,
@@ -239,7 +267,7 @@ def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -
         if not close(got_balanced, expected_balanced, rtol=1e-8, atol=1e-10):
             fail(name, "not the orthogonal component for an image with negative entries.")
 
-        got_tiny = attempt(name, orthogonal_part, grad, tiny)
+        got_tiny = _on_copies(name, orthogonal_part, grad, tiny)
         if not close(got_tiny, expected_tiny, rtol=1e-6, atol=1e-8):
             fail(
                 name,
@@ -249,7 +277,9 @@ def check_orthogonal_part(orthogonal_part: Callable[[Tensor, Tensor], Tensor]) -
                 "specially.",
             )
 
-        at_zero = answer_tensor(name, attempt(name, orthogonal_part, grad, zero), "the component")
+        at_zero = answer_tensor(
+            name, _on_copies(name, orthogonal_part, grad, zero), "the component"
+        )
         if not torch.isfinite(at_zero).all():
             fail(
                 name,
@@ -406,7 +436,9 @@ def check_project_batch(project_batch: Callable[[Tensor, Tensor], Tensor]) -> Pa
 
     with forbid(*_PROJECTIONS):
         got = answer_tensor(
-            name, attempt(name, project_batch, grads, images, hints=hints), "the projected batch"
+            name,
+            _on_copies(name, project_batch, grads, images, names=("grads", "images"), hints=hints),
+            "the projected batch",
         )
         if got.shape != grads.shape:
             fail(name, f"expected shape {tuple(grads.shape)}, got {tuple(got.shape)}.")
@@ -416,7 +448,9 @@ def check_project_batch(project_batch: Callable[[Tensor, Tensor], Tensor]) -> Pa
             fail(name, f"not the per-sample orthogonal component (worst |cosine| {worst:.2e}).")
 
         got_zero = answer_tensor(
-            name, attempt(name, project_batch, grads, images_with_zero), "the projected batch"
+            name,
+            _on_copies(name, project_batch, grads, images_with_zero, names=("grads", "images")),
+            "the projected batch",
         )
         if not torch.isfinite(got_zero).all():
             fail(name, "a zero image in the batch produced NaN: guard the division by its norm.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NoReturn
 
 import torch
 import torch.autograd.functional as autograd_functional
@@ -55,15 +56,21 @@ def _cause(error: ExerciseFailed) -> str:
     return str(error.__cause__ or "")
 
 
+def _fail_from(name: str, message: str, error: ExerciseFailed) -> NoReturn:
+    """Like ``fail``, keeping the student's exception as the cause (its frames are shown)."""
+    raise ExerciseFailed(f"{name}: {message}") from error.__cause__
+
+
 def _forming_jacobian(name: str, error: ExerciseFailed) -> None:
     """Turn the report of a forbidden Jacobian builder into this chapter's explanation."""
     message = str(error)
     if "write it yourself" in message and any(word in message for word in _JACOBIAN_NAMES):
-        fail(
+        _fail_from(
             name,
             "you formed the dense Jacobian J: that is what this exercise avoids. One "
             "product with J costs a small multiple of f, whatever J's size; J itself "
             "costs one pass per row or column.",
+            error,
         )
 
 
@@ -391,36 +398,41 @@ def check_jvp_from_vjps(jvp_via_vjps: Callable[[Callable, Tensor, Tensor], Tenso
             _forming_jacobian(name, error)
             cause = _cause(error)
             if "One of the differentiated Tensors does not require grad" in cause:
-                fail(
+                _fail_from(
                     name,
                     "the second pass differentiates with respect to u, but u does not "
                     "require grad, so autograd did not record how u^T J depends on it: "
                     "create u with requires_grad=True.",
+                    error,
                 )
             if "appears to not have been used" in cause:
-                fail(
+                _fail_from(
                     name,
                     "the second pass differentiates with respect to u, but u^T J was not "
                     "computed from u: take the first VJP with grad_outputs=u.",
+                    error,
                 )
             if "does not require grad and does not have a grad_fn" in cause:
                 if _Softsign.backward_calls == 0:
-                    fail(
+                    _fail_from(
                         name,
                         "x arrives as a plain tensor: f(x) has no graph to run backward "
                         "through. Make a leaf that requires grad "
                         "(x.detach().requires_grad_(True)) before calling f.",
+                        error,
                     )
-                fail(
+                _fail_from(
                     name,
                     "the first VJP, u^T J, has no graph: build it with create_graph=True so "
                     "that it can be differentiated with respect to u.",
+                    error,
                 )
             if "jvp" in cause.lower() or "forward" in cause.lower():
-                fail(
+                _fail_from(
                     name,
                     "this f has a backward but no forward-mode formula, so forward mode "
                     "(torch.func.jvp, dual numbers) fails: build J t from two backward passes.",
+                    error,
                 )
             raise
         got = answer_tensor(name, result, "J t")
