@@ -374,7 +374,7 @@ def check_is_orthogonal(is_orth: Callable[[Tensor, Tensor], bool]) -> Passed:
             fail(
                 name,
                 "a pair whose cosine is 1e-3 was called orthogonal: your tolerance is far "
-                "above rounding (float32 rounding leaves a cosine near 1e-7 here).",
+                "above rounding (a float32 projection leaves a cosine below 1e-7).",
             )
         for u, v in ((torch.zeros_like(image), image), (orth, torch.zeros_like(orth))):
             if not verdict(u, v):
