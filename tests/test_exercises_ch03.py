@@ -175,7 +175,10 @@ def test_budget_other_correct_answers_pass(good):
         (budget_with(lambda m, n, size, b: b // (n * size)), "only the gradient"),
         (budget_with(lambda m, n, size, b: math.ceil(b / ((m + n) * size))), "rounded up"),
         (budget_with(lambda m, n, size, b: b // ((m + n) * 8)), "not 8"),
-        (budget_with(lambda m, n, size, b: max(1, b // ((m + n) * size) - 1)), "but 5 fit"),
+        (
+            budget_with(lambda m, n, size, b: max(1, b // ((m + n) * size) - 1)),
+            "a larger one fits",
+        ),
         (
             lambda f, x, budget: torch.func.jacfwd(f)(x),
             "no VJP reached f: that is forward mode",

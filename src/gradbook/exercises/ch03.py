@@ -387,10 +387,10 @@ def check_jacobian_in_budget(
                 "count what one VJP holds again: m + n entries of x's dtype.",
             )
             verdict = (
-                f"a batch of {biggest} VJPs ran, but only {fit} fit"
+                f"a batch of {biggest} VJPs ran, more than the budget holds"
                 if biggest > allowed
-                else f"your largest batch was {biggest} VJPs, but {allowed} fit (the largest "
-                "chunk within the budget is the fastest)"
+                else f"your largest batch was {biggest} VJPs, and a larger one fits (the "
+                "largest chunk within the budget is the fastest)"
             )
             fail(name, f"{where} {verdict}: {reason}")
         if record.directions > m:
