@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-from gradbook import convinv
 from gradbook.convinv import (
     apply_symbol,
     cgls,
@@ -68,7 +67,6 @@ _DOT_T_HINT = (
 _SOLVERS = (
     conv_symbol,
     conv_symbol_naive,
-    convinv._symbol,
     apply_symbol,
     conv_pinv_symbol,
     conv2d_pinv,
@@ -110,7 +108,7 @@ def _dot_t_hint(answer: Callable) -> str:
     return " " + _DOT_T_HINT if _uses_dot_t(answer) else ""
 
 
-_SYMBOL = (conv_symbol, convinv._symbol)
+_SYMBOL = (conv_symbol,)
 
 
 def _attempt(name: str, answer: Callable, *args: object, symbol_allowed: bool = True) -> Any:
