@@ -170,6 +170,10 @@ def test_budget_other_correct_answers_pass(good):
         # the scan pattern: one row at a time, safe but m passes
         (lambda f, x, budget: jacobian_loop(f, x), "one row at a time"),
         (lambda f, x, budget: torch.func.jacrev(f)(x), "in one batch: pass a chunk_size"),
+        (
+            lambda f, x, budget: torch.autograd.functional.jacobian(f, x, vectorize=True),
+            "legacy batching",
+        ),
         (budget_with(lambda m, n, size, b: b // (m + n)), "count bytes, not entries"),
         (budget_with(lambda m, n, size, b: b // (m * size)), "only the cotangent"),
         (budget_with(lambda m, n, size, b: b // (n * size)), "only the gradient"),
@@ -232,6 +236,15 @@ def hvp_detached_gradient(f, x, v):
     return torch.autograd.grad(x.grad @ v, x)[0]
 
 
+def hvp_batched_rows(f, x, v):
+    """H by one batched second pass over the identity (legacy batching), then H v."""
+    x = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(f(x), x, create_graph=True)
+    eye = torch.eye(x.numel(), dtype=x.dtype)
+    (H,) = torch.autograd.grad(g, x, eye, is_grads_batched=True)
+    return H @ v
+
+
 def hvp_central_difference(f, x, v, eps=1e-5):
     grad = torch.func.grad(f)
     return (grad(x + eps * v) - grad(x - eps * v)) / (2 * eps)
@@ -273,6 +286,7 @@ def test_hvp_other_correct_answers_pass(good):
             "that is the whole Hessian",
         ),
         (lambda f, x, v: torch.autograd.functional.hvp(f, x, v)[1], "write it yourself"),
+        (hvp_batched_rows, "that is the whole Hessian"),
         (hvp_central_difference, "finite differences"),
         (
             lambda f, x, v: (torch.func.grad(f)(x + 1e-7 * v) - torch.func.grad(f)(x)) / 1e-7,

@@ -88,6 +88,13 @@ def _one_thread(check: Callable[..., Passed]) -> Callable[..., Passed]:
 _DIRECTIONS: list[tuple[str, int]] = []
 
 
+def _legacy_batched(t: Tensor) -> bool:
+    """True inside the legacy batching of ``torch.autograd.functional`` (``vectorize=True``)
+    and ``autograd.grad(..., is_grads_batched=True)``, which hides the batch size."""
+    check = getattr(torch._C._functorch, "is_legacy_batchedtensor", None)
+    return bool(check(t)) if check is not None else False
+
+
 class _Tally(torch.autograd.Function):
     """The identity; every application records how many directions it carries.
 
@@ -98,7 +105,7 @@ class _Tally(torch.autograd.Function):
 
     @staticmethod
     def forward(t: Tensor) -> Tensor:
-        _DIRECTIONS.append(("pass", 1))
+        _DIRECTIONS.append(("legacy", 0) if _legacy_batched(t) else ("pass", 1))
         return t.clone()
 
     @staticmethod
@@ -134,6 +141,8 @@ class _Probe(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         _DIRECTIONS.append(("rev", 0))
+        if _legacy_batched(grad):
+            _DIRECTIONS.append(("legacy", 0))
         return _Tally.apply(grad)
 
     @staticmethod
@@ -154,6 +163,7 @@ class _Record:
         self.reverse = False
         self.forward = False
         self.refs: set[str] = set()
+        self.legacy = False
 
     @property
     def directions(self) -> int:
@@ -186,6 +196,8 @@ def _watch(refs: bool = False) -> Iterator[_Record]:
                 record.batches.append(size)
             elif kind == "rev":
                 record.reverse = True
+            elif kind == "legacy":
+                record.legacy = True
             else:
                 record.forward = True
         _DIRECTIONS.clear()
@@ -375,6 +387,14 @@ def check_jacobian_in_budget(
                 "no VJP reached f: that is forward mode. The budget is about reverse mode's "
                 "batch of VJPs (jacrev's chunk_size).",
             )
+        if record.legacy:
+            fail(
+                name,
+                "your VJPs ran through the legacy batching of torch.autograd.functional "
+                "(vectorize=True) or autograd.grad(..., is_grads_batched=True), all m at once "
+                "and with no chunk_size: use torch.func.jacrev's chunk_size, or vmap the "
+                "pullback of torch.func.vjp over one chunk of cotangents at a time.",
+            )
         biggest = max(record.batches, default=0)
         allowed = min(fit, m)
         if biggest != allowed:
@@ -527,13 +547,14 @@ def check_hvp(hvp: Callable[[Callable, Tensor, Tensor], Tensor]) -> Passed:
                     "two passes without forming H.",
                 )
         got = answer_tensor(name, got, "H v")
-        if record.directions > 8:
+        if record.directions > 8 or record.legacy:
             fail(
                 name,
-                f"{record.directions} directions went through f for one product: that is "
-                f"the whole Hessian ({n} x {n}, one derivative pass per row or column, "
-                "batched or not), formed and then multiplied by v. H v needs a gradient "
-                "and one more derivative pass in the direction v.",
+                f"{'a batch of' if record.legacy else record.directions} directions went "
+                f"through f for one product: that is the whole Hessian ({n} x {n}, one "
+                "derivative pass per row or column, batched or not), formed and then "
+                "multiplied by v. H v needs a gradient and one more derivative pass in the "
+                "direction v.",
             )
         if got.shape != Hv.shape:
             if got.numel() == 1 and close(got.reshape(()), grad @ v):
