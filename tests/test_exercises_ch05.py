@@ -388,7 +388,7 @@ def coverage_loss(moving, fixed, M):
     return (cover * (image - fixed) ** 2).sum() / cover.sum()
 
 
-def register_similarity_reference(moving, fixed, steps=200, lrs=(0.1, 4e-3, 0.1)):
+def register_similarity_reference(moving, fixed, steps=150, lrs=(0.1, 4e-3, 0.1)):
     size = tuple(moving.shape[-2:])
     angle = torch.zeros((), dtype=F64, requires_grad=True)
     scale = torch.ones((), dtype=F64, requires_grad=True)
@@ -405,7 +405,7 @@ def register_similarity_reference(moving, fixed, steps=200, lrs=(0.1, 4e-3, 0.1)
     return torch.stack([angle, scale, shift[0], shift[1]]).detach()
 
 
-def register_similarity_radians_log_scale(moving, fixed, steps=200):
+def register_similarity_radians_log_scale(moving, fixed, steps=150):
     """Another parametrisation: radians and log-scale inside, one vector, one step size."""
     size = tuple(moving.shape[-2:])
     unit = torch.tensor([math.pi / 180 * 20, 0.02, 1.0, 1.0], dtype=F64)  # ~1 pixel each
@@ -541,7 +541,8 @@ def test_register_similarity_mistakes_fail(wrong, message):
 # Exercise 5.5 (stretch) -------------------------------------------------------
 
 
-def register_reference(moving, fixed, steps=150):
+def register_lesson(moving, fixed, steps=150):
+    """The lesson's cell: Adam on theta, converted with gradbook's theta_to_affine."""
     size = tuple(moving.shape[-2:])
     params = torch.zeros(2, 3, dtype=moving.dtype, requires_grad=True)
     optimiser = torch.optim.Adam([params], lr=0.01)
@@ -553,6 +554,25 @@ def register_reference(moving, fixed, steps=150):
         optimiser.step()
     theta = torch.eye(2, 3, dtype=moving.dtype) + params.detach()
     return theta_to_affine(theta, size, size)
+
+
+def register_reference(moving, fixed, steps=150):
+    """Adam on theta, converted to pixels by hand: M = (N^-1 theta N)^-1."""
+    size = tuple(moving.shape[-2:])
+    N = normalization(size)
+    params = torch.zeros(2, 3, dtype=moving.dtype, requires_grad=True)
+    optimiser = torch.optim.Adam([params], lr=0.01)
+
+    def matrix(params):
+        theta = lift(torch.eye(2, 3, dtype=moving.dtype) + params)
+        return torch.linalg.inv(torch.linalg.inv(N) @ theta @ N)[:2]
+
+    for _ in range(steps):
+        loss = coverage_loss(moving, fixed, matrix(params))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return matrix(params.detach())
 
 
 def register_pixel_units(moving, fixed, steps=150):
@@ -640,6 +660,7 @@ def register_lr_too_large(moving, fixed):
         (register_no_step, "optimiser.step\\(\\) is missing"),
         (register_lr_too_large, "diverged.*learning rate"),
         (lambda m, f: rotation_matrix_2d((31.5, 23.5), 6.0, 1.04), "pixels away"),
+        (register_lesson, "write it yourself: this is what gradbook.warp.theta_to_affine does"),
         (lambda m, f: invert_affine(register_reference(m, f)), "inverse map"),
         (lambda m, f: register_reference(m, f, steps=3), "pixels away"),
         (lambda m, f: torch.full((2, 3), float("nan")), "diverged"),

@@ -114,7 +114,13 @@ _SOLVERS: dict[str, tuple[Callable[..., Any], ...]] = {
         _warp._affine_grid,
     ),
     "similarity": (_warp.rotation_matrix_2d,),
-    "register": (),
+    # not the private helpers of warp_affine, which these two exercises use
+    "register": (
+        _warp.theta_to_affine,
+        _warp.affine_to_theta,
+        _warp.normalization_matrix,
+        _warp._normalization_matrix,
+    ),
 }
 
 
