@@ -528,6 +528,19 @@ def fit_plain_axis_angle(p, q, R0):
     return ref_exp(v.detach())
 
 
+def fit_global_rotation_vector(p, q, R0):
+    """Gauss-Newton on v of R = Exp(v), from v0 = textbook (acos) Log(R0)."""
+    v = acos_log(R0)
+
+    def residuals(v):
+        return (p @ ref_exp(v).mT - q).reshape(-1)
+
+    for _ in range(10):
+        J = torch.func.jacfwd(residuals)(v)
+        v = v + torch.linalg.lstsq(J, -residuals(v)[:, None]).solution[:, 0]
+    return ref_exp(v)
+
+
 def fit_additive(p, q, R0):
     R = R0
     for _ in range(30):
@@ -549,6 +562,7 @@ def fit_never_updates(p, q, R0):
     ("wrong", "message"),
     [
         (fit_plain_axis_angle, "rad from the least-squares rotation"),
+        (fit_global_rotation_vector, "started at a half turn: .* stuck far away.*Log\\(R0\\)"),
         (lambda p, q, R0: torch.full((3, 3), math.nan, dtype=F64), "Log\\(R0\\)"),
         (fit_additive, "not a rotation"),
         (fit_never_updates, "still R0"),

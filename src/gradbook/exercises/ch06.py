@@ -506,6 +506,16 @@ def check_fit_near_half_turn(fit: Callable[[Tensor, Tensor, Tensor], Tensor]) ->
         if close(got, expected.mT, rtol=0, atol=1e-6):
             fail(name, f"{description}: you fitted the inverse rotation, which maps q onto p.")
         distance = so3.geodesic_distance(got, expected).item()
+        if distance > 1.0:
+            fail(
+                name,
+                f"{description}: R is {distance:.2g} rad from the least-squares rotation, "
+                "stuck far away although the start was close. Did the fit start from "
+                "somewhere else than R0, e.g. from the rotation vector v0 = Log(R0)? At a "
+                "half turn R0 - R0^T vanishes and the acos route returns v0 = 0, the "
+                "identity, from which the fit stalls at a stationary point of the cost. "
+                "With R = R0 Exp(delta), delta starts at 0 and R0 is used as it is.",
+            )
         if cost(got) < cost(R0) and distance < 1e-2:
             fail(
                 name,
