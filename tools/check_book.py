@@ -452,6 +452,8 @@ async () => {
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: one connection serves a page's assets
+
     def log_message(self, *args):  # the check reports what matters
         pass
 
@@ -511,10 +513,8 @@ def run_browser(
     if screenshots:
         screenshots.mkdir(parents=True, exist_ok=True)
 
-    def route(r):
+    def route(r):  # only requests that leave the local server come here
         url = r.request.url
-        if url.startswith(base):
-            return r.continue_()
         match = MATHJAX_CDN.match(url.split("?")[0])
         if match:
             local = mathjax / match.group("path")
@@ -527,7 +527,7 @@ def run_browser(
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             context = browser.new_context(viewport=VIEWPORT)
-            context.route("**/*", route)
+            context.route(lambda url: not url.startswith(base), route)
             for path in pages:
                 name = page_name(path, root)
                 started = time.monotonic()
