@@ -416,3 +416,42 @@ def test_the_browser_run_finds_each_kind_of_problem(tmp_path):
         "book__index.png",
         "solutions__01-bad.png",
     ]
+
+
+def test_exercise_numbers_per_chapter_in_a_small_sphinx_build(tmp_path):
+    """Headings, solution titles and references all read "Exercise N.k"."""
+    pytest.importorskip("sphinx_exercise")
+    from sphinx.application import Sphinx
+
+    src = tmp_path / "src"
+    (src / "solutions").mkdir(parents=True)
+    (src / "conf.py").write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'book' / '_ext')!r})\n"
+        "extensions = ['myst_parser', 'sphinx_exercise', 'chapter_numbers']\n"
+        "myst_enable_extensions = ['colon_fence']\n"
+    )
+    (src / "index.md").write_text(
+        "# Book\n\nSee {numref}`ex-a-first`, {ref}`ex-01-second` and {ref}`ex-01-first`.\n\n"
+        "```{toctree}\nsolutions/01-one\nsolutions/A-appendix\n```\n"
+    )
+    exercise = ":::{{exercise}} {title}\n:label: {label}\n\nDo it.\n:::\n\n"
+    (src / "solutions" / "01-one.md").write_text(
+        "# One\n\n"
+        + exercise.format(title="First", label="ex-01-first")
+        + ":::{solution} ex-01-first\nDone.\n:::\n\n"
+        + exercise.format(title="Second", label="ex-01-second")
+    )
+    (src / "solutions" / "A-appendix.md").write_text(
+        "# Appendix\n\n" + exercise.format(title="First", label="ex-a-first")
+    )
+    out = tmp_path / "html"
+    app = Sphinx(src, src, out, tmp_path / "doctrees", "html", status=None, warningiserror=True)
+    app.build()
+    one = (out / "solutions" / "01-one.html").read_text()
+    appendix = (out / "solutions" / "A-appendix.html").read_text()
+    index = (out / "index.html").read_text()
+    assert "Exercise 1.1" in one and "Exercise 1.2" in one and "Exercise 3" not in one
+    assert '<a class="reference internal" href="#ex-01-first"> Exercise 1.1 (First)</a>' in one
+    assert "Exercise A.1" in appendix
+    assert "Exercise A.1" in index and "Exercise 1.2" in index and "Exercise 1.1" in index
