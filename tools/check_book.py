@@ -369,7 +369,7 @@ async () => {
   const wide = (kind, el, what) => {
     if (seen.has(el) || deliberate(el)) return;
     seen.add(el);
-    const lines = (el.innerText || '').split('\n');
+    const lines = (el.textContent || '').split('\n');
     const first = lines.reduce((a, b) => b.length > a.length ? b : a, '');
     out.wide.push({kind, detail: `${cellName(el)}: ${what} ${el.scrollWidth}px in ` +
                    `${el.clientWidth}px: ${short(first.trim())}`});
