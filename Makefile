@@ -50,10 +50,60 @@ $(STAMP): $(LOCK) pyproject.toml
 .PHONY: env
 env: $(STAMP) $(KERNELS) ## create or update the virtual environment(s)
 
+# The book in two editions: EDITION=full (default) into _build/html, EDITION=student
+# (the exercises without their solutions, tools/student_edition.py) into _build/student/html.
+EDITION ?= full
+JB_BUILD := $(BIN)/jupyter-book build --warningiserror --keep-going --nitpick
+STUDENT_SRC := _build/student/src
+
 .PHONY: book
-book: env ## build the HTML book into _build/html (warnings are errors)
-	$(BIN)/jupyter-book build . --warningiserror --keep-going --nitpick
+book: env ## build the HTML book into _build/html (EDITION=student: _build/student/html)
+ifeq ($(EDITION),student)
+	$(BIN)/python tools/student_edition.py $(STUDENT_SRC)
+	$(JB_BUILD) $(STUDENT_SRC) --path-output _build/student
+	rm -rf _build/student/html && mv _build/student/_build/html _build/student/html
+	@echo "open _build/student/html/index.html"
+else ifeq ($(EDITION),full)
+	$(JB_BUILD) .
 	@echo "open _build/html/index.html"
+else
+	@echo "make book: EDITION must be full or student, got '$(EDITION)'"; exit 2
+endif
+
+.PHONY: book-student
+book-student: ## the student edition (no solutions) into _build/student/html
+	$(MAKE) book EDITION=student
+
+# `make check-book`: every page of both editions in headless Chromium (tools/check_book.py),
+# MathJax from a pinned local copy of the npm package, known failures in the allow-list.
+MATHJAX_VERSION := 3.2.2
+MATHJAX_DIR := _build/mathjax
+MATHJAX := $(MATHJAX_DIR)/node_modules/mathjax
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser)
+CHECK_BOOK = $(BIN)/python tools/check_book.py --mathjax $(MATHJAX) $(if $(CHROMIUM),--chromium $(CHROMIUM))
+
+$(MATHJAX)/.version-$(MATHJAX_VERSION):
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; \
+	  else echo "make: check-book needs npm to fetch MathJax (apt-get install npm, as root)"; exit 1; fi; }
+	rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR)
+	npm install --prefix $(MATHJAX_DIR) --no-audit --no-fund --loglevel=error mathjax@$(MATHJAX_VERSION)
+	touch $@
+
+.PHONY: browser
+browser: ## install Debian's chromium for check-book when it is missing (needs root and apt-get)
+	@if [ -n "$(CHROMIUM)" ]; then echo "browser: $(CHROMIUM)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; \
+	else echo "make: check-book needs Chromium: run 'sudo apt-get install chromium' (Debian, Ubuntu), or make check-book CHROMIUM=/path/to/chrome"; exit 1; fi
+
+.PHONY: check-book
+check-book: env browser $(MATHJAX)/.version-$(MATHJAX_VERSION) ## check both built editions in headless Chromium (after make book and make book-student)
+	@for html in _build/html _build/student/html; do test -f $$html/index.html || { \
+	  echo "make: $$html is missing; run make book and make book-student first"; exit 1; }; done
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_check_book.py
+	$(CHECK_BOOK) _build/html --student _build/student/html --screenshots _build/screenshots
 
 .PHONY: lint
 lint: env ## ruff: lint and format check
@@ -107,7 +157,7 @@ lab: env ## open JupyterLab with the project's kernels
 lock: ## re-resolve requirements/lock.txt from pyproject.toml (needs the network)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
-	.venv-lock/bin/python -m pip install --quiet "torch==2.13.0" -e ".[tests,book]"
+	.venv-lock/bin/python -m pip install --quiet "torch==2.13.0" -e ".[tests,book,check]"
 	{ echo "# Exact versions for every make target (regenerate with \`make lock\`)."; \
 	  echo "# torch==2.13.0 without a local tag: pip takes the CPU build here, a CUDA build from PyPI elsewhere."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^gradbook' | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > $(LOCK)
