@@ -318,7 +318,15 @@ def test_plan_refuses_an_unknown_build():
         install_torch.plan("gpu", "2.13.0", None, [], None)
 
 
-def test_reachable_gives_up_after_the_timeout_on_a_silent_server():
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """Local test servers are reached directly, whatever proxy the environment names."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_reachable_gives_up_after_the_timeout_on_a_silent_server(no_proxy):
     """An index that accepts the connection but never answers costs at most the timeout."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -334,7 +342,7 @@ def test_reachable_gives_up_after_the_timeout_on_a_silent_server():
     assert elapsed < 3
 
 
-def test_reachable_reports_a_refused_connection_and_an_http_error():
+def test_reachable_reports_a_refused_connection_and_an_http_error(no_proxy):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
