@@ -123,6 +123,8 @@ lab: env ## open JupyterLab with the project's kernels
 lock: ## re-resolve requirements/lock.txt from pyproject.toml (needs the network)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
+	@# resolved against the CPU build, so that no NVIDIA library enters the lock file
+	.venv-lock/bin/python tools/install_torch.py cpu
 	.venv-lock/bin/python -m pip install --quiet "torch==2.13.0" -e ".[tests,book]"
 	{ echo "# Exact versions for every make target (regenerate with \`make lock\`)."; \
 	  echo "# torch==2.13.0 without a build tag: \`make env\` installs its CPU or CUDA build (TORCH=cpu|cuda), binder/ the CPU one."; \

@@ -68,6 +68,13 @@ def test_binder_agrees_with_the_lock_file_on_every_shared_pin():
             assert version == lock[name], f"{name}: binder {version}, lock file {lock[name]}"
 
 
+def test_lock_file_was_resolved_against_the_cpu_build():
+    """`make lock` resolves with the CPU build: no NVIDIA library may reach the pins."""
+    cuda_only = [n for n in pins_of(LOCK) if n.startswith(("nvidia-", "triton"))]
+    assert not cuda_only, f"the lock file pins CUDA-only packages: {cuda_only}"
+    assert "tools/install_torch.py cpu" in (ROOT / "Makefile").read_text().split("\nlock:")[1]
+
+
 def test_binder_installs_the_cpu_build_and_the_library():
     lines = [
         line.strip()
