@@ -11,7 +11,7 @@ Where the CPU build comes from, first match wins:
 
 1. the torch already installed, when it is the pinned version and the wanted build;
 2. the indexes pip is configured with, when they offer ``X.Y.Z+cpu`` (a local wheel
-   folder or a mirror) or when their plain ``X.Y.Z`` is a CPU build (macOS, Windows);
+   folder or a nearby index) or when their plain ``X.Y.Z`` is a CPU build (macOS, Windows);
 3. the PyTorch CPU index, when it answers within ``--timeout`` seconds;
 4. otherwise the configured indexes' plain ``X.Y.Z``, with a message saying that on
    Linux this is the CUDA build with its NVIDIA libraries (several GB).
