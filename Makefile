@@ -10,6 +10,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements/lock.txt
 
+# Which build of torch `make env` installs: cuda where an NVIDIA GPU is found
+# (`nvidia-smi -L` lists one, or the driver shows in /proc/driver/nvidia), cpu
+# elsewhere; `make env TORCH=cpu|cuda` overrides. tools/install_torch.py says where
+# the build comes from (the CPU build without the multi-GB NVIDIA libraries).
+TORCH ?= $(shell { nvidia-smi -L 2>/dev/null | grep -q '^GPU' || test -d /proc/driver/nvidia; } && echo cuda || echo cpu)
+ifeq ($(filter $(TORCH),cpu cuda),)
+$(error TORCH must be cpu or cuda, got '$(TORCH)')
+endif
+# Marks which build the environment holds; a missing marker (another TORCH) rebuilds it.
+TORCH_MARK := $(VENV)/.torch-$(TORCH)
+
 # Notebooks that nbval validates and `make execute` refreshes.
 LESSONS := $(sort $(wildcard book/*.ipynb))
 SOLUTIONS := $(sort $(wildcard solutions/*.ipynb))
@@ -39,16 +50,21 @@ endef
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): $(LOCK) pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml tools/install_torch.py $(TORCH_MARK)
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; run make PYTHON=/path/to/python3.11 (the lock file is resolved for Python 3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python tools/install_torch.py $(TORCH) --lock $(LOCK)
 	$(BIN)/python -m pip install --quiet -r $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.torch-* && touch $(TORCH_MARK)
 	touch $@
 
+$(TORCH_MARK):
+	@: absent until $(STAMP) installs the $(TORCH) build
+
 .PHONY: env
-env: $(STAMP) $(KERNELS) ## create or update the virtual environment(s)
+env: $(STAMP) $(KERNELS) ## create or update the virtual environment(s); TORCH=cpu|cuda picks torch's build
 
 # The book in two editions: EDITION=full (default) into _build/html, EDITION=student
 # (the exercises without their solutions, tools/student_edition.py) into _build/student/html.
@@ -157,9 +173,11 @@ lab: env ## open JupyterLab with the project's kernels
 lock: ## re-resolve requirements/lock.txt from pyproject.toml (needs the network)
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
+	@# resolved against the CPU build, so that no NVIDIA library enters the lock file
+	.venv-lock/bin/python tools/install_torch.py cpu
 	.venv-lock/bin/python -m pip install --quiet "torch==2.13.0" -e ".[tests,book,check]"
 	{ echo "# Exact versions for every make target (regenerate with \`make lock\`)."; \
-	  echo "# torch==2.13.0 without a local tag: pip takes the CPU build here, a CUDA build from PyPI elsewhere."; \
+	  echo "# torch==2.13.0 without a build tag: \`make env\` installs its CPU or CUDA build (TORCH=cpu|cuda), binder/ the CPU one."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^gradbook' | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > $(LOCK)
 	.venv-lock/bin/python tools/write_environment.py
 	rm -rf .venv-lock

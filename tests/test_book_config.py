@@ -133,7 +133,13 @@ def test_set_repository_rewrites_config_and_install_cells(tmp_path, monkeypatch)
     import set_repository
 
     (tmp_path / "book").mkdir()
+    (tmp_path / "requirements").mkdir()
     shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copy(
+        ROOT / "requirements" / "colab-revision.txt",
+        tmp_path / "requirements" / "colab-revision.txt",
+    )
     shutil.copy(ROOT / "book" / "introduction.md", tmp_path / "book" / "introduction.md")
     lesson = sorted((ROOT / "book").glob("01-*.ipynb"))[0]
     shutil.copy(lesson, tmp_path / "book" / lesson.name)
