@@ -181,7 +181,7 @@ def test_ints_refused(value, minimum, error, message):
 
 def test_optional_ints():
     assert check_int("chunk_size", None, allow_none=True) is None
-    with pytest.raises(TypeError, match=r"^chunk_size: expected an int >= 1 or None, got float"):
+    with pytest.raises(TypeError, match=r"^chunk_size: expected None or an int >= 1, got float"):
         check_int("chunk_size", 1.5, allow_none=True)
 
 

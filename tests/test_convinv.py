@@ -547,6 +547,11 @@ def test_cgls_on_a_dense_matrix(generator):
         ),
         (lambda w, x: conv2d_pinv(x, w, "zeros", max_iter=-1), ValueError, r"max_iter"),
         (
+            lambda w, x: conv2d_pinv(x, w, "zeros", max_iter=2.0),
+            TypeError,
+            r"max_iter: expected an int >= 0, got float",
+        ),
+        (
             lambda w, x: conv2d_pinv(x.float(), w),
             TypeError,
             r"y: dtype torch.float32 differs from weight's dtype torch.float64",

@@ -178,16 +178,20 @@ def test_soft_argmax_tends_to_the_argmax(device):
         ),
         (lambda: spatial_moments(torch.zeros(2, 3), normalize=True), ValueError, "sum is 0"),
         (lambda: spatial_moments(torch.full((2, 2), float("nan"))), ValueError, "finite"),
-        (lambda: soft_argmax(torch.zeros(3, 3), beta=0.0), ValueError, "beta: expected a positive"),
+        (
+            lambda: soft_argmax(torch.zeros(3, 3), beta=0.0),
+            ValueError,
+            "beta: expected a number > 0, got 0.0",
+        ),
         (
             lambda: soft_argmax(torch.zeros(3, 3), beta=float("inf")),
             ValueError,
-            r"^beta: expected a positive finite number, got inf$",
+            r"^beta: expected a number > 0, got inf$",
         ),
         (
             lambda: soft_argmax(torch.zeros(3, 3), beta="2"),
             TypeError,
-            r"^beta: expected a positive number, got str$",
+            r"^beta: expected a number > 0, got str$",
         ),
         (
             lambda: soft_argmax(torch.zeros(3, 3), beta=1e39),
@@ -229,7 +233,8 @@ def test_soft_argmax_tends_to_the_argmax(device):
             ValueError,
             r"^scores: expected at least one finite score per map, got a map of -inf$",
         ),
-        (lambda: pixel_grid(0, 3), ValueError, "height: expected a positive int, got 0"),
+        (lambda: pixel_grid(0, 3), ValueError, "height: expected an int >= 1, got 0"),
+        (lambda: pixel_grid(2, 3.0), TypeError, r"width: expected an int >= 1, got float 3\.0"),
     ],
 )
 def test_bad_input_messages(call, error, message):

@@ -823,7 +823,8 @@ def test_fit_handles_half_turns_batches_weights_and_starts(device, dtype):
     ("kwargs", "error", "message"),
     [
         ({"method": "bfgs"}, ValueError, "method: expected 'lm' or 'gn', got 'bfgs'"),
-        ({"max_iterations": -1}, ValueError, "max_iterations: expected a non-negative int"),
+        ({"max_iterations": -1}, ValueError, "max_iterations: expected an int >= 0, got -1"),
+        ({"max_iterations": True}, TypeError, "max_iterations: expected an int >= 0, got bool"),
         (
             {"R0": torch.eye(3, dtype=torch.float64) * 2},
             ValueError,

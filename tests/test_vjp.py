@@ -409,7 +409,7 @@ def test_dtype_mismatch_is_rejected():
         (
             lambda: dot_product_test(torch.sin, torch.ones(2), trials=0),
             ValueError,
-            "trials: expected a positive int",
+            "trials: expected an int >= 1, got 0",
         ),
         (
             lambda: dot_product_test(torch.sin, torch.ones(2), vjp_fn=lambda v: torch.ones(3)),

@@ -121,7 +121,7 @@ def check_int(name: str, value: object, *, minimum: int = 1, allow_none: bool = 
         TypeError: ``value`` is not an integer (a float such as ``2.0`` or ``True`` included).
         ValueError: ``value`` is below ``minimum``.
     """
-    expected = f"an int >= {minimum}" + (" or None" if allow_none else "")
+    expected = ("None or " if allow_none else "") + f"an int >= {minimum}"
     if value is None and allow_none:
         return None  # type: ignore[return-value]
     if isinstance(value, bool) or not isinstance(value, Integral):

@@ -30,12 +30,11 @@ at pixel 1000 has ``E[x^2] ~ 1e6`` and a variance ~``1e-2``).
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 from torch import Tensor
 
-from gradbook._checks import check_tensor
+from gradbook._checks import check_int, check_positive, check_tensor
 
 #: Default tolerance on ``|sum(p) - 1|`` per dtype (about ``sqrt(eps)``).
 SUM_TOL = {
@@ -54,11 +53,10 @@ def pixel_grid(height: int, width: int, *, dtype=torch.float64, device=None) -> 
         dtype, device: of the result.
 
     Raises:
-        ValueError: a size is not a positive int.
+        TypeError: a size is not an int.
+        ValueError: a size is below 1.
     """
-    for name, size in (("height", height), ("width", width)):
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"{name}: expected a positive int, got {size!r}")
+    height, width = check_int("height", height), check_int("width", width)
     rows = torch.arange(height, dtype=dtype, device=device)
     cols = torch.arange(width, dtype=dtype, device=device)
     yy, xx = torch.meshgrid(rows, cols, indexing="ij")
@@ -193,10 +191,7 @@ def soft_argmax(scores: Tensor, beta: float = 1.0) -> Tensor:
             or ``beta * scores`` overflows the dtype.
     """
     _check_map("scores", scores)
-    if isinstance(beta, bool) or not isinstance(beta, Real):
-        raise TypeError(f"beta: expected a positive number, got {type(beta).__name__}")
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta: expected a positive finite number, got {beta!r}")
+    beta = check_positive("beta", beta)
     detached = scores.detach()
     if torch.isnan(detached).any() or (detached == math.inf).any():
         raise ValueError("scores: expected no NaN or +inf (-inf masks a pixel out), got one")
