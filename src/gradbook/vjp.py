@@ -37,6 +37,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from gradbook._checks import check_callable, check_int, check_tensor
+from gradbook.jacobian import jacobian_loop
 
 Function = Callable[[Tensor], Tensor]
 
@@ -180,43 +181,25 @@ def jacobian_explicit(f: Function, x: Tensor) -> Tensor:
     output's shape as ``grad_outputs``. This is the loop ``theano.scan`` and
     ``torch.autograd.functional.jacobian`` run; ``torch.func.jacrev`` runs the
     same VJPs vectorised by ``vmap`` and ``torch.func.jacfwd`` builds the
-    columns ``J e_i`` by forward mode instead.
+    columns ``J e_i`` by forward mode instead. The loop itself is
+    :func:`gradbook.jacobian.jacobian_loop` (chapter 3); this is its chapter-2 name.
 
     Args:
-        f: a function of one tensor, ``S_in -> S_out``.
+        f: a function of one tensor, ``S_in -> S_out``, in ``x``'s dtype and device.
         x: ``S_in`` floating tensor.
 
     Returns:
         ``S_out + S_in`` tensor ``J`` with ``J[k][i] = dy_k/dx_i`` (for
         ``y = outer(x, x)`` with ``x`` of shape ``(4,)`` that is ``(4, 4, 4)``).
-        Not differentiable (the rows are detached); zeros where ``y`` does not
+        Not differentiable (``x`` is detached); zeros where ``y`` does not
         depend on ``x``.
 
     Raises:
         TypeError: ``x`` or ``f(x)`` is not a floating tensor, or ``f`` is not callable.
+        DtypeMismatchError: (a TypeError and a ValueError) ``f(x)`` has another dtype than ``x``.
+        ValueError: ``f(x)`` is on another device than ``x``.
     """
-    check_callable("f", f, "a function of one tensor")
-    check_tensor("x", x)
-    with torch.enable_grad():
-        xin = x.detach().requires_grad_(True)
-        out = _check_output(f(xin))
-        jac = torch.zeros(out.numel(), *x.shape, dtype=out.dtype, device=out.device)
-        if not out.requires_grad:
-            return jac.reshape(out.shape + x.shape)
-        flat = out.reshape(-1)
-        for k in range(flat.numel()):
-            one_hot = torch.zeros_like(flat)
-            one_hot[k] = 1
-            (row,) = torch.autograd.grad(
-                out,
-                xin,
-                grad_outputs=one_hot.reshape(out.shape),
-                retain_graph=True,
-                allow_unused=True,
-            )
-            if row is not None:
-                jac[k] = row
-    return jac.reshape(out.shape + x.shape)
+    return jacobian_loop(f, x)
 
 
 def vjp_explicit(f: Function, x: Tensor, v: Tensor) -> Tensor:
