@@ -46,6 +46,7 @@ from _common import synchronize, write_results
 from gradbook.so3 import (
     exp_map,
     fit_rotation,
+    forum_points,
     geodesic_distance,
     hat,
     kabsch,
@@ -172,16 +173,6 @@ def accuracy_part(n: int) -> list[dict]:
     return rows
 
 
-def seed_points(noise: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The forum's data: ``p_2 = exp(v) @ p_1 + noise`` with ``np.random.seed(1001)``."""
-    rng = np.random.RandomState(1001)
-    p1 = rng.randn(100, 3, 1)
-    p2 = Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix() @ p1
-    if noise:
-        p2 = p2 + rng.randn(100, 3, 1) * 1e-2
-    return p1[..., 0], p2[..., 0]
-
-
 def scipy_fits(p: np.ndarray, q: np.ndarray) -> dict[str, object]:
     """least_squares with the analytic Jacobian: 3n-vector residual and norm residual."""
     P = torch.from_numpy(p)
@@ -225,7 +216,7 @@ def scipy_fits(p: np.ndarray, q: np.ndarray) -> dict[str, object]:
 def fit_part() -> list[dict]:
     rows = []
     for noise in (True, False):
-        p, q = seed_points(noise)
+        p, q = forum_points(noise)
         P, Q = torch.from_numpy(p), torch.from_numpy(q)
         R_kabsch = kabsch(P, Q)
         data = "forum data (noise 1e-2)" if noise else "noise-free"

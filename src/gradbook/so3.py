@@ -43,10 +43,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from gradbook._checks import check_int, check_nonnegative, check_tensor
+from gradbook._checks import check_bool, check_int, check_nonnegative, check_tensor
 
 __all__ = [
     "ROTATION_TOL",
@@ -54,6 +55,7 @@ __all__ = [
     "exp_map",
     "exp_map_derivative",
     "fit_rotation",
+    "forum_points",
     "geodesic_distance",
     "hat",
     "is_rotation",
@@ -959,3 +961,31 @@ def fit_rotation(
         history=history,
     )
     return R, info
+
+
+# --------------------------------------------------------------------------- example data
+
+
+#: The rotation vector of the chapter's forum question.
+FORUM_ROTVEC = (0.3, -0.2, 0.1)
+
+
+def forum_points(noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The forum question's data: ``p2 = Exp(v) p1 (+ noise)``, 100 points, NumPy float64.
+
+    Drawn as the question draws it: ``np.random.RandomState(1001)``, ``p1`` of
+    shape ``(100, 3)`` from ``randn``, ``v = (0.3, -0.2, 0.1)`` and, with
+    ``noise=True``, Gaussian noise of standard deviation ``1e-2`` added to
+    ``p2``. Tests, the benchmark and the lesson of chapter 6 use this one copy.
+
+    Returns:
+        ``(p1, p2)``, each ``(100, 3)``.
+    """
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.RandomState(1001)
+    p1 = rng.randn(100, 3, 1)
+    p2 = Rotation.from_rotvec(FORUM_ROTVEC).as_matrix() @ p1
+    if check_bool("noise", noise):
+        p2 = p2 + rng.randn(100, 3, 1) * 1e-2
+    return p1[..., 0], p2[..., 0]

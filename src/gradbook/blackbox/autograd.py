@@ -67,7 +67,7 @@ def _first_order_only(grad: Tensor, name: str, *depends_on: Tensor) -> Tensor:
     return grad
 
 
-class _BlackBoxFunction(torch.autograd.Function):
+class BlackBoxFunction(torch.autograd.Function):
     """``y = fun(x)`` for a NumPy black box, with ``x`` float64 of shape ``(m,)`` or ``(B, m)``."""
 
     @staticmethod
@@ -92,7 +92,7 @@ class _BlackBoxFunction(torch.autograd.Function):
             return None, None, None
         x, output = ctx.saved_tensors
         with torch.no_grad():
-            grad = _BlackBoxFunction._vjp(ctx, x, output, grad_output)
+            grad = BlackBoxFunction._vjp(ctx, x, output, grad_output)
         return _first_order_only(grad, "wrap_blackbox", x, grad_output), None, None
 
     @staticmethod
@@ -130,7 +130,7 @@ class BlackBox:
         if x.ndim == 2 and x.shape[0] == 0:
             raise ValueError("x: expected a non-empty batch, got shape (0, m)")
         check_finite("x", x.detach())
-        y = _BlackBoxFunction.apply(x.to(torch.float64), self.fun, self.estimator)
+        y = BlackBoxFunction.apply(x.to(torch.float64), self.fun, self.estimator)
         return y.to(x.dtype)
 
     def __repr__(self) -> str:
