@@ -31,17 +31,14 @@ import statistics
 import sys
 import time
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 import roma
 import torch
+from _common import synchronize, write_results
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import synchronize, write_results
 
 from gradbook.so3 import (
     exp_map,
