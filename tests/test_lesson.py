@@ -34,12 +34,18 @@ def _unused(x):
     return x
 
 
+def _check(x):
+    if x is None:
+        raise TypeError("x")
+    return x
+
+
 def public(x, y):
     """Public.
 
     Several lines of docstring.
     """
-    u = _unit(y)
+    u = _unit(_check(y))
     if u:
         return x - u
     return _norm(x) + _unit(x)
@@ -69,7 +75,7 @@ def sample(tmp_path_factory):
 def test_source_without_docstrings(sample):
     assert source_text(sample.public) == textwrap.dedent("""\
         def public(x, y):  # docstring omitted
-            u = _unit(y)
+            u = _unit(_check(y))
             if u:
                 return x - u
             return _norm(x) + _unit(x)
@@ -92,7 +98,8 @@ def test_a_class_loses_its_docstring_and_its_methods_docstrings(sample):
 def test_helpers_are_followed_once_in_the_order_of_first_use(sample):
     text = source_text(sample.public, helpers=True)
     names = [line.split("(")[0] for line in text.splitlines() if line.startswith("def ")]
-    assert names == ["def public", "def _unit", "def _norm"]  # _unused is not called
+    # _unused is not called, _check validates
+    assert names == ["def public", "def _unit", "def _norm"]
     assert "Scale x to length one" not in text
 
 
@@ -131,6 +138,7 @@ def test_library_functions_show_without_docstrings():
     text = source_text(orthogonal_component, helpers=True)
     assert text.startswith("def orthogonal_component(")
     assert '"""' not in text and "def _parallel(" in text and "def _unit(" in text
+    assert "def _prepare(" not in text  # it validates
 
 
 def test_benchmark_results_are_found_by_name(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradbook.moments import pixel_grid, soft_argmax, spatial_moments, spatial_moments_naive
+from gradbook.moments import pixel_grid, soft_argmax, spatial_moments, spatial_moments_one_pass
 
 F64 = torch.float64
 
@@ -100,7 +100,7 @@ def test_centred_covariance_survives_float32_far_from_the_origin():
     p = p / p.sum()
     _, exact = spatial_moments(p)
     _, centred32 = spatial_moments(p.float())
-    _, naive32 = spatial_moments_naive(p.float())
+    _, naive32 = spatial_moments_one_pass(p.float())
     assert (centred32.double() - exact).abs().max() < 1e-5
     assert (naive32.double() - exact).abs().max() > 1e-2  # E[uu^T] - mu mu^T cancels
 
@@ -261,3 +261,9 @@ def test_sum_tolerance_allows_float32_rounding():
     spatial_moments(p * 1.01, atol=0.02)
     with pytest.raises(ValueError, match=r"within 0\.001"):
         spatial_moments(p * 1.01, atol=1e-3)
+
+
+def test_the_one_pass_formula_keeps_its_earlier_name():
+    from gradbook.moments import spatial_moments_naive
+
+    assert spatial_moments_naive is spatial_moments_one_pass

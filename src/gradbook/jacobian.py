@@ -248,11 +248,10 @@ def jacobian_fwd_explicit(
     being captured by a closure. Inside :func:`torch.func.jvp` a captured tensor
     has no tangent, PyTorch stands in a ``ZeroTensor``, and every elementwise op
     that meets one (``W x + b``, ``c * x``) works out its result shape with a
-    Python meta kernel: in PyTorch 2.13 on a CPU 0.1-0.2 ms per op and call,
-    which is why ``jacfwd`` of a small MLP costs about twice ``jacrev``. A dense
-    zero tangent costs one small extra multiply-add instead (chapter 3 measures
-    both). Derivatives with respect to the constants themselves are *not*
-    computed here; take ``jacobian`` in them for that.
+    Python meta kernel, whose overhead per op and call dwarfs the arithmetic of
+    a small network. A dense zero tangent costs one small extra multiply-add
+    instead (chapter 3 measures both). Derivatives with respect to the constants
+    themselves are *not* computed here; take ``jacobian`` in them for that.
 
     Args:
         f: ``f(x, constants) -> Tensor`` with the dtype and device of ``x``; it must

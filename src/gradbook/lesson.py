@@ -86,10 +86,25 @@ def _without_docstrings(text: str, node: ast.AST) -> str:
     return "\n".join(kept) + "\n"
 
 
+def _validates(node: ast.AST) -> bool:
+    """Whether a definition validates: it raises, or calls a ``check_*`` function."""
+    for inner in ast.walk(node):
+        if isinstance(inner, ast.Raise):
+            return True
+        if (
+            isinstance(inner, ast.Call)
+            and isinstance(inner.func, ast.Name)
+            and inner.func.id.startswith("check_")
+        ):
+            return True
+    return False
+
+
 def _helpers(obj: object) -> list[object]:
     """The private module-level functions of ``obj``'s module that it calls, recursively.
 
-    In the order of first use, each once; ``obj`` itself is not included.
+    In the order of first use, each once; ``obj`` itself is not included, nor are
+    helpers that validate (see :func:`_validates`): the lesson shows the computation.
     """
     module = sys.modules.get(getattr(obj, "__module__", ""), None)
     namespace = vars(module) if module is not None else {}
@@ -106,6 +121,7 @@ def _helpers(obj: object) -> list[object]:
                 and helper.__module__ == getattr(module, "__name__", None)
                 and helper is not obj
                 and helper not in found
+                and not _validates(_definition(helper)[1])
             ):
                 found.append(helper)
                 visit(helper)
@@ -124,7 +140,9 @@ def source_text(
         docstring: keep the docstrings (default: drop them, marking each signature
             with ``# docstring omitted``).
         helpers: also give the private functions of the same module that ``obj``
-            calls, and those they call, each once, in the order of first use.
+            calls, and those they call, each once, in the order of first use;
+            helpers that validate (they raise, or call a ``check_*`` function) are
+            left out.
         start: begin at the first line that contains this text (stripped of
             indentation), to show the body of a long function from one statement on.
 

@@ -148,17 +148,22 @@ def _moments(p: Tensor) -> tuple[Tensor, Tensor]:
     return mean, cov
 
 
-def spatial_moments_naive(p: Tensor) -> tuple[Tensor, Tensor]:
-    """The forum's one-pass formula, ``Sigma = E[u u^T] - mu mu^T`` (for comparison).
+def spatial_moments_one_pass(p: Tensor) -> tuple[Tensor, Tensor]:
+    """The one-pass formula ``Sigma = E[u u^T] - mu mu^T`` (for comparison, not a reference).
 
     Correct in exact arithmetic for a normalised ``(H, W)`` map, but it cancels
-    catastrophically when the mass is far from the origin; no validation.
+    catastrophically when the mass is far from the origin; no validation. (Not a
+    ``_naive`` reference: the two-pass :func:`spatial_moments` is the accurate one.)
     """
     grid = pixel_grid(p.shape[-2], p.shape[-1], dtype=p.dtype, device=p.device)
     weights = p.unsqueeze(-1)
     mean = (weights * grid).sum(dim=(-3, -2))
     second = torch.einsum("...hw,hwi,hwj->...ij", p, grid, grid)
     return mean, second - mean[..., :, None] * mean[..., None, :]
+
+
+#: The earlier name of :func:`spatial_moments_one_pass`.
+spatial_moments_naive = spatial_moments_one_pass
 
 
 def _every_map_has_finite(flat: Tensor) -> bool:
