@@ -226,12 +226,12 @@ def test_secant_matches_minimum_norm_lstsq(k):
     np.testing.assert_allclose(J, lstsq_reference(dX, dF), rtol=1e-10, atol=1e-12)
 
 
-def test_secant_one_probe_is_the_seeds_formula():
+def test_secant_one_probe_is_the_forums_formula():
     dx, df = rand(0, 6), rand(1, 4)
     expected = np.outer(df, dx) / (dx @ dx)
     np.testing.assert_allclose(secant_jacobian(dx[:, None], df[:, None]), expected, rtol=1e-13)
     np.testing.assert_allclose(rank_one_jacobian(dx, df), expected, rtol=1e-13)
-    # the seed's VJP heuristic dx/|dx| * (g^T df)/|dx|
+    # the forum's VJP heuristic dx/|dx| * (g^T df)/|dx|
     g = rand(2, 4)
     seed_vjp = dx / np.linalg.norm(dx) * (g @ df) / np.linalg.norm(dx)
     np.testing.assert_allclose(g @ rank_one_jacobian(dx, df), seed_vjp, rtol=1e-13)

@@ -338,7 +338,7 @@ def test_pinv_symbol_shape_and_rcond(generator):
 
 
 def test_fft_answer_is_not_exact_for_zero_padding(generator):
-    """The seed's shortcut: the circular inverse applied to the real conv2d output."""
+    """The forum's shortcut: the circular inverse applied to the real conv2d output."""
     weight = well_conditioned(generator, 3, 3)
     x = randn(generator, 1, 3, 16, 16)
     y = F.conv2d(x, weight, padding=1)

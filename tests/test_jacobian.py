@@ -403,7 +403,7 @@ def test_pytensor_scan_and_vectorized_jacobians(generator):
     for vectorize in (False, True):
         fn = pytensor.function([As, xs], pt_jacobian(y, xs, vectorize=vectorize))
         np.testing.assert_allclose(fn(A.numpy(), x.numpy()), expected, rtol=1e-12, atol=1e-14)
-    # the seed's own scan, ported: pytensor.scan over T.grad(y[i], x)
+    # the forum's own scan, ported: pytensor.scan over T.grad(y[i], x)
     sq = xs**2
     rows = pytensor.scan(
         lambda i, sq, xs: pytensor.grad(sq[i], xs),
