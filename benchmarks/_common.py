@@ -61,6 +61,35 @@ def seconds(fn: Callable[[], Any], device: torch.device | str = "cpu") -> float:
     return time.perf_counter() - start
 
 
+def interleaved_timings(
+    fns: dict[str, Callable[[], Any]],
+    device: torch.device | str = "cpu",
+    *,
+    repeat: int = 7,
+    warmup: int = 2,
+    budget_s: float | None = None,
+) -> dict[str, tuple[float, float]]:
+    """``name -> (median, best)`` seconds of each function, timed round-robin.
+
+    Load from other work on the machine then falls on all of them alike, where
+    :func:`timings` measures one function after another. With ``budget_s``,
+    stops early (after at least three rounds) once ``budget_s`` seconds per
+    function are spent.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {key: [] for key in fns}
+    start_all = time.perf_counter()
+    for round_ in range(repeat):
+        for key, fn in fns.items():
+            samples[key].append(seconds(fn, device))
+        spent = time.perf_counter() - start_all
+        if budget_s is not None and round_ >= 2 and spent > budget_s * len(fns):
+            break
+    return {key: (statistics.median(values), min(values)) for key, values in samples.items()}
+
+
 def interleaved_medians(
     fns: dict[str, Callable[[], Any]],
     device: torch.device | str = "cpu",
@@ -68,19 +97,9 @@ def interleaved_medians(
     repeat: int = 7,
     warmup: int = 2,
 ) -> dict[str, float]:
-    """Median seconds of each function, timed round-robin.
-
-    Load from other work on the machine then falls on all of them alike, where
-    :func:`timings` measures one function after another.
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {key: [] for key in fns}
-    for _ in range(repeat):
-        for key, fn in fns.items():
-            samples[key].append(seconds(fn, device))
-    return {key: statistics.median(values) for key, values in samples.items()}
+    """Median seconds of each function, timed round-robin (see :func:`interleaved_timings`)."""
+    timed = interleaved_timings(fns, device, repeat=repeat, warmup=warmup)
+    return {key: median for key, (median, _) in timed.items()}
 
 
 def median_time(fn: Callable[[], Any], **kwargs: Any) -> float:

@@ -25,11 +25,10 @@ reduced sizes as a smoke test.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import timings, write_results
 from scipy.sparse.linalg import lsqr
 from tqdm import tqdm
 
@@ -40,9 +39,6 @@ from gradbook.convinv import (
     conv2d_pinv,
     conv2d_zeros,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import timings, write_results
 
 DTYPE = torch.float64
 

@@ -27,25 +27,21 @@ smoke test at reduced sizes.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 import roma
 import torch
+from _common import interleaved_timings, write_results
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import synchronize, write_results
-
 from gradbook.so3 import (
     exp_map,
     fit_rotation,
+    forum_points,
     geodesic_distance,
     hat,
     kabsch,
@@ -56,25 +52,6 @@ from gradbook.so3 import (
 SPEED_TARGET = 1.25  # gradbook's time / roma's time, at most
 ACCURACY_TARGET = 5e-15  # float64, maximum entry error against scipy
 FIT_TARGET = 1e-9  # distance to the Kabsch rotation, radians and matrix entries
-
-
-def alternate_timings(fns: dict, device, repeat: int, warmup: int = 2, budget_s: float = 4.0):
-    """``name -> (median, best)`` seconds, running the callables in turn ``repeat`` times."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    synchronize(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    start_all = time.perf_counter()
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-        if len(times[name]) >= 3 and time.perf_counter() - start_all > budget_s * len(fns):
-            break
-    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
 def forward_backward(fn, x):
@@ -112,7 +89,7 @@ def speed_part(n: int, device: torch.device, repeat: int) -> list[dict]:
         else:
             leaf = x.clone().requires_grad_(True)
             fns = {name: forward_backward(f, leaf) for name, f in impls.items()}
-        result = alternate_timings(fns, device, repeat)
+        result = interleaved_timings(fns, device, repeat=repeat, budget_s=4.0)
         roma_best = result["roma"][1]
         for name, (median, best) in result.items():
             rows.append(
@@ -172,16 +149,6 @@ def accuracy_part(n: int) -> list[dict]:
     return rows
 
 
-def seed_points(noise: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The forum's data: ``p_2 = exp(v) @ p_1 + noise`` with ``np.random.seed(1001)``."""
-    rng = np.random.RandomState(1001)
-    p1 = rng.randn(100, 3, 1)
-    p2 = Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix() @ p1
-    if noise:
-        p2 = p2 + rng.randn(100, 3, 1) * 1e-2
-    return p1[..., 0], p2[..., 0]
-
-
 def scipy_fits(p: np.ndarray, q: np.ndarray) -> dict[str, object]:
     """least_squares with the analytic Jacobian: 3n-vector residual and norm residual."""
     P = torch.from_numpy(p)
@@ -225,7 +192,7 @@ def scipy_fits(p: np.ndarray, q: np.ndarray) -> dict[str, object]:
 def fit_part() -> list[dict]:
     rows = []
     for noise in (True, False):
-        p, q = seed_points(noise)
+        p, q = forum_points(noise)
         P, Q = torch.from_numpy(p), torch.from_numpy(q)
         R_kabsch = kabsch(P, Q)
         data = "forum data (noise 1e-2)" if noise else "noise-free"

@@ -25,14 +25,11 @@ for a smoke test at reduced sizes.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import timings, write_results
+from tqdm import tqdm
 
 from gradbook.vjp import jacobian_explicit
 

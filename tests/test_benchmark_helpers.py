@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from _common import interleaved_medians, timings
+from _common import interleaved_medians, interleaved_timings, timings
 
 
 def counter():
@@ -34,3 +29,14 @@ def test_interleaved_medians_times_every_function_round_robin():
     medians = interleaved_medians(fns, repeat=3, warmup=1)
     assert set(medians) == {"a", "b"} and all(value >= 0 for value in medians.values())
     assert order == ["a", "b"] + ["a", "b"] * 3  # warm-ups first, then alternating
+
+
+def test_interleaved_timings_give_median_and_best_and_respect_the_budget():
+    order = []
+    fns = {name: (lambda name=name: order.append(name)) for name in ("a", "b")}
+    timed = interleaved_timings(fns, repeat=100, warmup=0, budget_s=0.0)
+    assert order == ["a", "b"] * 3  # at least three rounds, then the budget stops it
+    assert all(0 <= best <= median for median, best in timed.values())
+    order.clear()
+    interleaved_timings(fns, repeat=4, warmup=1)
+    assert order == ["a", "b"] * 5

@@ -10,9 +10,14 @@ import torch
 
 from gradbook._checks import (
     SizeError,
+    check_bool,
     check_broadcasts_to,
     check_callable,
+    check_choice,
+    check_finite,
+    check_int,
     check_nonnegative,
+    check_positive,
     check_size,
     check_tensor,
 )
@@ -121,3 +126,81 @@ def test_non_negative_numbers():
     for bad in ("1e-3", True, None, torch.tensor(1.0)):
         with pytest.raises(TypeError, match=r"^rtol: expected a number >= 0, got "):
             check_nonnegative("rtol", bad)
+
+
+@pytest.mark.parametrize("value", [1, 2.5, np.float32(0.25), 1e300])
+def test_positive_numbers_come_back_as_floats(value):
+    out = check_positive("lr", value)
+    assert type(out) is float and out == float(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (0.0, ValueError, r"^lr: expected a number > 0, got 0\.0$"),
+        (-1, ValueError, r"^lr: expected a number > 0, got -1$"),
+        (float("nan"), ValueError, r"^lr: expected a number > 0, got nan$"),
+        (float("inf"), ValueError, r"^lr: expected a number > 0, got inf$"),
+        (True, TypeError, r"^lr: expected a number > 0, got bool$"),
+        ("0.1", TypeError, r"^lr: expected a number > 0, got str$"),
+        (torch.tensor(0.1), TypeError, r"^lr: expected a number > 0, got Tensor$"),
+    ],
+)
+def test_positive_numbers_refused(value, error, message):
+    with pytest.raises(error, match=message):
+        check_positive("lr", value)
+
+
+def test_positive_numbers_with_an_upper_bound():
+    assert check_positive("forgetting", 1, at_most=1) == 1.0
+    with pytest.raises(ValueError, match=r"^forgetting: expected a number in \(0, 1\], got 1\.5$"):
+        check_positive("forgetting", 1.5, at_most=1)
+
+
+@pytest.mark.parametrize("value", [1, 7, np.int64(3), np.uint8(2)])
+def test_ints_come_back_as_python_ints(value):
+    out = check_int("n", value)
+    assert type(out) is int and out == int(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "minimum", "error", "message"),
+    [
+        (0, 1, ValueError, r"^n: expected an int >= 1, got 0$"),
+        (-1, 0, ValueError, r"^n: expected an int >= 0, got -1$"),
+        (True, 0, TypeError, r"^n: expected an int >= 0, got bool True$"),
+        (2.0, 1, TypeError, r"^n: expected an int >= 1, got float 2\.0$"),
+        ("3", 1, TypeError, r"^n: expected an int >= 1, got str '3'$"),
+        (None, 1, TypeError, r"^n: expected an int >= 1, got NoneType None$"),
+    ],
+)
+def test_ints_refused(value, minimum, error, message):
+    with pytest.raises(error, match=message):
+        check_int("n", value, minimum=minimum)
+
+
+def test_optional_ints():
+    assert check_int("chunk_size", None, allow_none=True) is None
+    with pytest.raises(TypeError, match=r"^chunk_size: expected None or an int >= 1, got float"):
+        check_int("chunk_size", 1.5, allow_none=True)
+
+
+def test_bools_and_choices():
+    assert check_bool("record", False) is False
+    with pytest.raises(TypeError, match=r"^record: expected True or False, got int$"):
+        check_bool("record", 1)
+    assert check_choice("method", "gn", ("lm", "gn")) == "gn"
+    with pytest.raises(ValueError, match=r"^method: expected one of 'lm', 'gn', got 'GN'$"):
+        check_choice("method", "GN", ("lm", "gn"))
+    with pytest.raises(ValueError, match=r"^method: expected one of 'lm', 'gn', got None$"):
+        check_choice("method", None, ("lm", "gn"))
+
+
+def test_finite_counts_what_is_not():
+    x = torch.tensor([1.0, float("nan"), float("inf"), 0.0])
+    with pytest.raises(
+        ValueError, match=r"^x: expected finite values, got 2 non-finite \(nan/inf\) of 4$"
+    ):
+        check_finite("x", x)
+    y = torch.ones(3)
+    assert check_finite("y", y) is y

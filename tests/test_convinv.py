@@ -338,7 +338,7 @@ def test_pinv_symbol_shape_and_rcond(generator):
 
 
 def test_fft_answer_is_not_exact_for_zero_padding(generator):
-    """The seed's shortcut: the circular inverse applied to the real conv2d output."""
+    """The forum's shortcut: the circular inverse applied to the real conv2d output."""
     weight = well_conditioned(generator, 3, 3)
     x = randn(generator, 1, 3, 16, 16)
     y = F.conv2d(x, weight, padding=1)
@@ -546,6 +546,11 @@ def test_cgls_on_a_dense_matrix(generator):
             r"preconditioner: expected None or 'circular', got 'jacobi'",
         ),
         (lambda w, x: conv2d_pinv(x, w, "zeros", max_iter=-1), ValueError, r"max_iter"),
+        (
+            lambda w, x: conv2d_pinv(x, w, "zeros", max_iter=2.0),
+            TypeError,
+            r"max_iter: expected an int >= 0, got float",
+        ),
         (
             lambda w, x: conv2d_pinv(x.float(), w),
             TypeError,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +36,9 @@ def student_stub():
 
 
 def test_every_chapter_has_checks():
-    assert len(CHAPTERS) == 8
+    solutions = Path(__file__).resolve().parent.parent / "solutions"
+    keys = sorted(re.match(r"([0-9]{2}|A)-", p.name)[1] for p in solutions.glob("*-*.ipynb"))
+    assert sorted(module.__name__.rsplit(".ch", 1)[1] for module in CHAPTERS) == keys
     assert {check.__module__ for check in CHECKS} == {module.__name__ for module in CHAPTERS}
 
 

@@ -213,9 +213,9 @@ def test_choose_mode():
     assert choose_mode(n_in=1000, n_out=10) == "rev"  # wide
     assert choose_mode(n_in=5, n_out=5) == "rev"
     assert choose_mode(n_in=1, n_out=2) == "fwd"
-    with pytest.raises(ValueError, match="n_in: expected a count >= 0, got -1"):
+    with pytest.raises(ValueError, match="n_in: expected an int >= 0, got -1"):
         choose_mode(-1, 3)
-    with pytest.raises(TypeError, match=re.escape("n_out: expected an int, got 2.5")):
+    with pytest.raises(TypeError, match=re.escape("n_out: expected an int >= 0, got float 2.5")):
         choose_mode(3, 2.5)
 
 
@@ -382,6 +382,8 @@ def test_bad_mode_and_bad_inputs():
 def test_make_tanh_mlp_validates():
     with pytest.raises(ValueError, match="hidden: expected an int >= 1, got 0"):
         make_tanh_mlp(3, 4, hidden=0)
+    with pytest.raises(TypeError, match=r"n: expected an int >= 1, got float 3\.0"):
+        make_tanh_mlp(3.0, 4)
 
 
 # --------------------------------------------------------------------------- PyTensor
@@ -401,7 +403,7 @@ def test_pytensor_scan_and_vectorized_jacobians(generator):
     for vectorize in (False, True):
         fn = pytensor.function([As, xs], pt_jacobian(y, xs, vectorize=vectorize))
         np.testing.assert_allclose(fn(A.numpy(), x.numpy()), expected, rtol=1e-12, atol=1e-14)
-    # the seed's own scan, ported: pytensor.scan over T.grad(y[i], x)
+    # the forum's own scan, ported: pytensor.scan over T.grad(y[i], x)
     sq = xs**2
     rows = pytensor.scan(
         lambda i, sq, xs: pytensor.grad(sq[i], xs),

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradbook.moments import pixel_grid, soft_argmax, spatial_moments, spatial_moments_naive
+from gradbook.moments import pixel_grid, soft_argmax, spatial_moments, spatial_moments_one_pass
 
 F64 = torch.float64
 
@@ -100,7 +100,7 @@ def test_centred_covariance_survives_float32_far_from_the_origin():
     p = p / p.sum()
     _, exact = spatial_moments(p)
     _, centred32 = spatial_moments(p.float())
-    _, naive32 = spatial_moments_naive(p.float())
+    _, naive32 = spatial_moments_one_pass(p.float())
     assert (centred32.double() - exact).abs().max() < 1e-5
     assert (naive32.double() - exact).abs().max() > 1e-2  # E[uu^T] - mu mu^T cancels
 
@@ -178,16 +178,20 @@ def test_soft_argmax_tends_to_the_argmax(device):
         ),
         (lambda: spatial_moments(torch.zeros(2, 3), normalize=True), ValueError, "sum is 0"),
         (lambda: spatial_moments(torch.full((2, 2), float("nan"))), ValueError, "finite"),
-        (lambda: soft_argmax(torch.zeros(3, 3), beta=0.0), ValueError, "beta: expected a positive"),
+        (
+            lambda: soft_argmax(torch.zeros(3, 3), beta=0.0),
+            ValueError,
+            "beta: expected a number > 0, got 0.0",
+        ),
         (
             lambda: soft_argmax(torch.zeros(3, 3), beta=float("inf")),
             ValueError,
-            r"^beta: expected a positive finite number, got inf$",
+            r"^beta: expected a number > 0, got inf$",
         ),
         (
             lambda: soft_argmax(torch.zeros(3, 3), beta="2"),
             TypeError,
-            r"^beta: expected a positive number, got str$",
+            r"^beta: expected a number > 0, got str$",
         ),
         (
             lambda: soft_argmax(torch.zeros(3, 3), beta=1e39),
@@ -229,7 +233,8 @@ def test_soft_argmax_tends_to_the_argmax(device):
             ValueError,
             r"^scores: expected at least one finite score per map, got a map of -inf$",
         ),
-        (lambda: pixel_grid(0, 3), ValueError, "height: expected a positive int, got 0"),
+        (lambda: pixel_grid(0, 3), ValueError, "height: expected an int >= 1, got 0"),
+        (lambda: pixel_grid(2, 3.0), TypeError, r"width: expected an int >= 1, got float 3\.0"),
     ],
 )
 def test_bad_input_messages(call, error, message):
@@ -256,3 +261,9 @@ def test_sum_tolerance_allows_float32_rounding():
     spatial_moments(p * 1.01, atol=0.02)
     with pytest.raises(ValueError, match=r"within 0\.001"):
         spatial_moments(p * 1.01, atol=1e-3)
+
+
+def test_the_one_pass_formula_keeps_its_earlier_name():
+    from gradbook.moments import spatial_moments_naive
+
+    assert spatial_moments_naive is spatial_moments_one_pass

@@ -24,6 +24,7 @@ from gradbook.so3 import (
     exp_map,
     exp_map_derivative,
     fit_rotation,
+    forum_points,
     geodesic_distance,
     hat,
     is_rotation,
@@ -88,17 +89,6 @@ def same_rotvec(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     at_pi = np.abs(np.linalg.norm(b, axis=-1) - PI) < 1e-6
     flipped = np.abs(a + b).max(axis=-1)
     return np.where(at_pi, np.minimum(direct, flipped), direct)
-
-
-def seed_points(noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The forum's data: 100 points, v = (0.3, -0.2, 0.1), noise 1e-2 (``#`` read as ``@``)."""
-    rng = np.random.RandomState(1001)
-    p1 = rng.randn(100, 3, 1)
-    R = Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix()
-    p2 = R @ p1
-    if noise:
-        p2 = p2 + rng.randn(100, 3, 1) * 1e-2
-    return p1[..., 0], p2[..., 0]
 
 
 # ---------------------------------------------------------------------------
@@ -785,7 +775,7 @@ def test_skew_helper_of_the_reference_is_hat():
 @pytest.mark.parametrize("noise", [True, False], ids=["seed-data", "noise-free"])
 @pytest.mark.parametrize("method", ["lm", "gn"])
 def test_fit_reaches_kabsch_in_no_more_evaluations_than_scipy(noise, method):
-    p, q = seed_points(noise)
+    p, q = forum_points(noise)
     R, info = fit_rotation(torch.from_numpy(p), torch.from_numpy(q), method=method)
     R_kabsch = kabsch(torch.from_numpy(p), torch.from_numpy(q))
     assert geodesic_distance(R, R_kabsch).item() <= 1e-9
@@ -823,7 +813,8 @@ def test_fit_handles_half_turns_batches_weights_and_starts(device, dtype):
     ("kwargs", "error", "message"),
     [
         ({"method": "bfgs"}, ValueError, "method: expected 'lm' or 'gn', got 'bfgs'"),
-        ({"max_iterations": -1}, ValueError, "max_iterations: expected a non-negative int"),
+        ({"max_iterations": -1}, ValueError, "max_iterations: expected an int >= 0, got -1"),
+        ({"max_iterations": True}, TypeError, "max_iterations: expected an int >= 0, got bool"),
         (
             {"R0": torch.eye(3, dtype=torch.float64) * 2},
             ValueError,
@@ -837,14 +828,14 @@ def test_fit_handles_half_turns_batches_weights_and_starts(device, dtype):
     ],
 )
 def test_fit_bad_options(kwargs, error, message):
-    p, q = (torch.from_numpy(a) for a in seed_points())
+    p, q = (torch.from_numpy(a) for a in forum_points())
     with pytest.raises(error, match=message):
         fit_rotation(p, q, **kwargs)
 
 
 def test_fit_from_a_float32_start_for_float64_points():
     """A float32 R0 is a rotation to 1e-4 only; the fit must still return a float64 rotation."""
-    p, q = (torch.from_numpy(a) for a in seed_points())
+    p, q = (torch.from_numpy(a) for a in forum_points())
     R0 = exp_map(torch.tensor([0.31, -0.19, 0.1], dtype=torch.float64)).float()
     R, _ = fit_rotation(p, q, R0=R0)
     assert R.dtype == torch.float64 and bool(is_rotation(R))
@@ -854,7 +845,7 @@ def test_fit_from_a_float32_start_for_float64_points():
 
 
 def test_fit_callback_sees_every_evaluated_rotation():
-    p, q = (torch.from_numpy(a) for a in seed_points())
+    p, q = (torch.from_numpy(a) for a in forum_points())
     seen = []
     R, info = fit_rotation(p, q, callback=seen.append)
     assert len(seen) == info.evaluations
@@ -868,7 +859,7 @@ def test_fit_callback_sees_every_evaluated_rotation():
 
 
 def test_fit_callback_must_be_callable():
-    p, q = (torch.from_numpy(a) for a in seed_points())
+    p, q = (torch.from_numpy(a) for a in forum_points())
     with pytest.raises(TypeError, match="callback: expected a callable or None, got list"):
         fit_rotation(p, q, callback=[])
 
@@ -880,7 +871,7 @@ def test_fit_rejects_collinear_points():
 
 
 def test_fit_info_fields():
-    p, q = (torch.from_numpy(a) for a in seed_points())
+    p, q = (torch.from_numpy(a) for a in forum_points())
     _, info = fit_rotation(p, q, max_iterations=1)
     assert isinstance(info, FitInfo)
     assert info.iterations == 1 and info.evaluations == 2 and not bool(info.converged)
@@ -888,3 +879,17 @@ def test_fit_info_fields():
     assert len(info.history) == 2 and info.history[1] < info.history[0]
     with pytest.raises(KeyError):
         info["nope"]
+
+
+def test_forum_points_are_the_questions_data():
+    rng = np.random.RandomState(1001)  # the question's own steps, written out again
+    p1 = rng.randn(100, 3, 1)
+    R = Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix()
+    clean = (R @ p1)[..., 0]
+    noisy = clean + rng.randn(100, 3, 1)[..., 0] * 1e-2
+    got_p1, got_clean = forum_points(noise=False)
+    np.testing.assert_array_equal(got_p1, p1[..., 0])
+    np.testing.assert_array_equal(got_clean, clean)
+    np.testing.assert_array_equal(forum_points()[1], noisy)
+    with pytest.raises(TypeError, match="noise: expected True or False, got int"):
+        forum_points(1)

@@ -1,6 +1,6 @@
 """gradbook: the tested library behind *Gradients in Practice*.
 
-One module per idea:
+One module per idea, with the chapter that teaches it in parentheses:
 
 - :mod:`gradbook.device`      pick the device and seed every generator
 - :mod:`gradbook.projection`  orthogonal components, sphere steps, PCGrad (chapter 1)
@@ -11,7 +11,10 @@ One module per idea:
 - :mod:`gradbook.warp`        differentiable ``cv2.warpAffine`` (chapter 5)
 - :mod:`gradbook.so3`         rotations: exp/log maps, Jacobians, fitting (chapter 6)
 - :mod:`gradbook.blackbox`    gradients of black boxes (chapter 7)
+- :mod:`gradbook.related`     short answers to related questions (appendix)
+- :mod:`gradbook.lesson`      what the lessons share: sources, benchmark results, figure style
 - :mod:`gradbook.exercises`   the checks students call from exercise notebooks
+- :mod:`gradbook.assignments` student notebooks from solutions, and grading (the ``grading`` extra)
 """
 
 __version__ = "0.1.0"

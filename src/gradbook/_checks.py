@@ -1,6 +1,11 @@
-"""Input validation shared by the library's modules.
+"""Input validation shared by the library's modules: the one validation vocabulary.
 
-Every message names the argument, what was expected and what came.
+Every message names the argument, what was expected and what came. A value of
+the wrong *kind* (not a tensor, not an int, not callable) raises ``TypeError``;
+a value of the right kind outside its range (negative, not finite, an unknown
+option, the wrong shape) raises ``ValueError``. ``bool`` is never accepted
+where a number is expected. The public functions of the library call these at
+their entry points; internal helpers trust what they are given.
 """
 
 from __future__ import annotations
@@ -90,6 +95,78 @@ def check_nonnegative(name: str, value: object) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def check_positive(name: str, value: object, *, at_most: float | None = None) -> float:
+    """``value`` as a float: a finite real number ``> 0`` (and ``<= at_most`` when given).
+
+    Raises:
+        TypeError: ``value`` is not a real number (a ``bool`` is not accepted either).
+        ValueError: ``value`` is not positive, NaN, infinite, or above ``at_most``.
+    """
+    expected = "a number > 0" if at_most is None else f"a number in (0, {at_most:g}]"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0) or (at_most is not None and value > at_most):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return float(value)
+
+
+def check_int(name: str, value: object, *, minimum: int = 1, allow_none: bool = False) -> int:
+    """``value`` as an int ``>= minimum`` (NumPy integers too; ``bool`` is not an int here).
+
+    ``allow_none=True`` lets ``None`` through (returned as is), for optional sizes.
+
+    Raises:
+        TypeError: ``value`` is not an integer (a float such as ``2.0`` or ``True`` included).
+        ValueError: ``value`` is below ``minimum``.
+    """
+    expected = ("None or " if allow_none else "") + f"an int >= {minimum}"
+    if value is None and allow_none:
+        return None  # type: ignore[return-value]
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return int(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``.
+
+    Raises:
+        TypeError: ``value`` is not a ``bool`` (``0`` and ``1`` included).
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices`` (the names of the options).
+
+    Raises:
+        ValueError: ``value`` is not one of ``choices`` (the message lists them).
+    """
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"{name}: expected one of {listed}, got {value!r}")
+    return value
+
+
+def check_finite(name: str, x: Tensor, what: str = "") -> Tensor:
+    """Return ``x`` if every entry is finite; ``what`` is added after "finite values".
+
+    Raises:
+        ValueError: an entry is NaN or infinite (the message counts them).
+    """
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(
+            f"{name}: expected finite values{what}, got {bad} non-finite (nan/inf) of {x.numel()}"
+        )
+    return x
 
 
 def check_broadcasts_to(

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gradbook._checks import check_nonnegative, check_size, check_tensor
+from gradbook._checks import check_int, check_nonnegative, check_size, check_tensor
 
 Padding = Literal["circular", "zeros"]
 PADDINGS = ("circular", "zeros")
@@ -480,7 +480,7 @@ def conv_pinv_symbol(
     """
     c_out, c_in, _, _ = _check_weight(weight)
     H, W = check_size("size", size)
-    reg = _check_reg(reg)
+    reg = check_nonnegative("reg", reg)
     if rcond is None:
         rcond = max(c_out, c_in) * H * W * torch.finfo(torch.float64).eps
     rcond = check_nonnegative("rcond", rcond)
@@ -492,10 +492,6 @@ def conv_pinv_symbol(
         phi = torch.where(keep, 1.0 / torch.where(keep, s, 1.0), 0.0)
     inverse = Vh.mH @ (phi[..., None] * U.mH)
     return inverse.to(_complex_dtype(weight.dtype))
-
-
-def _check_reg(reg: object) -> float:
-    return check_nonnegative("reg", reg)
 
 
 # --------------------------------------------------------------------------- iterative solver
@@ -572,10 +568,9 @@ def cgls(
     Returns:
         ``x`` of shape ``(B, *x_shape)`` and a :class:`SolveInfo`.
     """
-    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 0:
-        raise ValueError(f"max_iter: expected an int >= 0, got {max_iter!r}")
+    max_iter = check_int("max_iter", max_iter, minimum=0)
     tol = check_nonnegative("tol", tol)
-    reg = _check_reg(reg)
+    reg = check_nonnegative("reg", reg)
     precond = preconditioner if preconditioner is not None else (lambda s: s)
     x = y.new_zeros(y.shape[0], *x_shape)
     r = y.clone()
@@ -645,7 +640,7 @@ def circular_preconditioner(
     """
     _, c_in, _, _ = _check_weight(weight)
     H, W = check_size("size", size)
-    reg = _check_reg(reg)
+    reg = check_nonnegative("reg", reg)
     shift = check_nonnegative("shift", shift)
     _, s, Vh = _svd_symbol(weight, H, W)
     damp = reg + shift * s.max().item() ** 2
@@ -728,7 +723,7 @@ def conv2d_pinv(
     padding = _check_padding(padding)
     c_out, c_in, _, _ = _check_weight(weight)
     yb, batched = _check_image("y", y, weight, c_out, "dimension 0")
-    reg = _check_reg(reg)
+    reg = check_nonnegative("reg", reg)
     if preconditioner not in (None, "circular"):
         raise ValueError(f"preconditioner: expected None or 'circular', got {preconditioner!r}")
     H, W = yb.shape[-2:]

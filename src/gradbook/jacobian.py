@@ -44,7 +44,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gradbook._checks import check_callable, check_tensor
+from gradbook._checks import check_callable, check_int, check_tensor
 
 Mode = Literal["auto", "rev", "fwd", "loop"]
 
@@ -74,22 +74,8 @@ class DtypeMismatchError(TypeError, ValueError):
     """``f(x)`` and ``x`` disagree on the dtype (a ``TypeError`` and a ``ValueError``)."""
 
 
-def _check_function(f: object) -> None:
-    check_callable("f", f, "a callable f(x) -> Tensor")
-
-
 def _check_input(x: object) -> Tensor:
     return check_tensor("x", x, hint="only floating-point tensors have derivatives")
-
-
-def _check_chunk_size(chunk_size: object) -> int | None:
-    if chunk_size is None:
-        return None
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
-        raise TypeError(f"chunk_size: expected None or an int >= 1, got {chunk_size!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size: expected None or an int >= 1, got {chunk_size}")
-    return chunk_size
 
 
 def _check_output(out: object, x: Tensor) -> Tensor:
@@ -158,11 +144,7 @@ def choose_mode(n_in: int, n_out: int) -> str:
         TypeError: an argument is not an int.
         ValueError: an argument is negative.
     """
-    for name, value in (("n_in", n_in), ("n_out", n_out)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{name}: expected an int, got {value!r}")
-        if value < 0:
-            raise ValueError(f"{name}: expected a count >= 0, got {value}")
+    n_in, n_out = check_int("n_in", n_in, minimum=0), check_int("n_out", n_out, minimum=0)
     return "fwd" if n_out > n_in else "rev"
 
 
@@ -266,11 +248,10 @@ def jacobian_fwd_explicit(
     being captured by a closure. Inside :func:`torch.func.jvp` a captured tensor
     has no tangent, PyTorch stands in a ``ZeroTensor``, and every elementwise op
     that meets one (``W x + b``, ``c * x``) works out its result shape with a
-    Python meta kernel: in PyTorch 2.13 on a CPU 0.1-0.2 ms per op and call,
-    which is why ``jacfwd`` of a small MLP costs about twice ``jacrev``. A dense
-    zero tangent costs one small extra multiply-add instead (chapter 3 measures
-    both). Derivatives with respect to the constants themselves are *not*
-    computed here; take ``jacobian`` in them for that.
+    Python meta kernel, whose overhead per op and call dwarfs the arithmetic of
+    a small network. A dense zero tangent costs one small extra multiply-add
+    instead (chapter 3 measures both). Derivatives with respect to the constants
+    themselves are *not* computed here; take ``jacobian`` in them for that.
 
     Args:
         f: ``f(x, constants) -> Tensor`` with the dtype and device of ``x``; it must
@@ -295,9 +276,9 @@ def jacobian_fwd_explicit(
         >>> jacobian_fwd_explicit(lambda z, c: c[0] @ z**2 + c[1], x, (W, b)).tolist()
         [[8.0, 0.0], [0.0, 8.0]]
     """
-    _check_function(f)
+    check_callable("f", f, "a callable f(x) -> Tensor")
     x = _check_input(x)
-    chunk_size = _check_chunk_size(chunk_size)
+    chunk_size = check_int("chunk_size", chunk_size, allow_none=True)
     zero_tangents = _zero_tangents(constants)
 
     def with_constants(z: Tensor, c: Constants) -> Tensor:
@@ -345,7 +326,7 @@ def jacobian_loop(f: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
             dtype than ``x``, or ``f`` fails on a dtype clash inside.
         ValueError: ``f(x)`` is on another device than ``x``.
     """
-    _check_function(f)
+    check_callable("f", f, "a callable f(x) -> Tensor")
     x = _check_input(x)
     leaf = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -418,11 +399,11 @@ def jacobian(
         >>> jacobian(lambda z: z**2, x).tolist()
         [[8.0, 0.0], [0.0, 8.0]]
     """
-    _check_function(f)
+    check_callable("f", f, "a callable f(x) -> Tensor")
     x = _check_input(x)
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(map(repr, MODES))}, got {mode!r}")
-    chunk_size = _check_chunk_size(chunk_size)
+    chunk_size = check_int("chunk_size", chunk_size, allow_none=True)
     if mode == "loop":
         return jacobian_loop(f, x)
     if mode == "fwd":
@@ -482,9 +463,9 @@ def hessian(f: Callable[[Tensor], Tensor], x: Tensor, chunk_size: int | None = N
         TypeError, ValueError: as :func:`jacobian`; also ValueError when ``f(x)``
             has more than one entry.
     """
-    _check_function(f)
+    check_callable("f", f, "a callable f(x) -> Tensor")
     x = _check_input(x)
-    chunk_size = _check_chunk_size(chunk_size)
+    chunk_size = check_int("chunk_size", chunk_size, allow_none=True)
 
     def scalar_f(z: Tensor) -> Tensor:
         out = _evaluate(f, z, x)
@@ -529,9 +510,7 @@ def make_tanh_mlp(
     ``W1: (hidden, n)``, ``b1: (hidden,)``, ``W2: (m, hidden)``, ``b2: (m,)``,
     scaled by ``1/sqrt(fan_in)`` so that activations stay in tanh's useful range.
     """
-    for name, value in (("n", n), ("m", m), ("hidden", hidden)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    n, m, hidden = check_int("n", n), check_int("m", m), check_int("hidden", hidden)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     params = {
         "W1": torch.randn(hidden, n, generator=g, dtype=dtype) / n**0.5,

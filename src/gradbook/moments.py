@@ -30,12 +30,11 @@ at pixel 1000 has ``E[x^2] ~ 1e6`` and a variance ~``1e-2``).
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 from torch import Tensor
 
-from gradbook._checks import check_tensor
+from gradbook._checks import check_int, check_positive, check_tensor
 
 #: Default tolerance on ``|sum(p) - 1|`` per dtype (about ``sqrt(eps)``).
 SUM_TOL = {
@@ -54,11 +53,10 @@ def pixel_grid(height: int, width: int, *, dtype=torch.float64, device=None) -> 
         dtype, device: of the result.
 
     Raises:
-        ValueError: a size is not a positive int.
+        TypeError: a size is not an int.
+        ValueError: a size is below 1.
     """
-    for name, size in (("height", height), ("width", width)):
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"{name}: expected a positive int, got {size!r}")
+    height, width = check_int("height", height), check_int("width", width)
     rows = torch.arange(height, dtype=dtype, device=device)
     cols = torch.arange(width, dtype=dtype, device=device)
     yy, xx = torch.meshgrid(rows, cols, indexing="ij")
@@ -150,17 +148,22 @@ def _moments(p: Tensor) -> tuple[Tensor, Tensor]:
     return mean, cov
 
 
-def spatial_moments_naive(p: Tensor) -> tuple[Tensor, Tensor]:
-    """The forum's one-pass formula, ``Sigma = E[u u^T] - mu mu^T`` (for comparison).
+def spatial_moments_one_pass(p: Tensor) -> tuple[Tensor, Tensor]:
+    """The one-pass formula ``Sigma = E[u u^T] - mu mu^T`` (for comparison, not a reference).
 
     Correct in exact arithmetic for a normalised ``(H, W)`` map, but it cancels
-    catastrophically when the mass is far from the origin; no validation.
+    catastrophically when the mass is far from the origin; no validation. (Not a
+    ``_naive`` reference: the two-pass :func:`spatial_moments` is the accurate one.)
     """
     grid = pixel_grid(p.shape[-2], p.shape[-1], dtype=p.dtype, device=p.device)
     weights = p.unsqueeze(-1)
     mean = (weights * grid).sum(dim=(-3, -2))
     second = torch.einsum("...hw,hwi,hwj->...ij", p, grid, grid)
     return mean, second - mean[..., :, None] * mean[..., None, :]
+
+
+#: The earlier name of :func:`spatial_moments_one_pass`.
+spatial_moments_naive = spatial_moments_one_pass
 
 
 def _every_map_has_finite(flat: Tensor) -> bool:
@@ -193,10 +196,7 @@ def soft_argmax(scores: Tensor, beta: float = 1.0) -> Tensor:
             or ``beta * scores`` overflows the dtype.
     """
     _check_map("scores", scores)
-    if isinstance(beta, bool) or not isinstance(beta, Real):
-        raise TypeError(f"beta: expected a positive number, got {type(beta).__name__}")
-    if not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta: expected a positive finite number, got {beta!r}")
+    beta = check_positive("beta", beta)
     detached = scores.detach()
     if torch.isnan(detached).any() or (detached == math.inf).any():
         raise ValueError("scores: expected no NaN or +inf (-inf masks a pixel out), got one")

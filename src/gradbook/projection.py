@@ -32,8 +32,7 @@ from functools import reduce
 import torch
 from torch import Tensor
 
-from gradbook._checks import check_broadcasts_to, check_nonnegative
-from gradbook._checks import check_tensor as _check_float
+from gradbook._checks import check_broadcasts_to, check_nonnegative, check_tensor
 
 Dims = int | Sequence[int] | None
 
@@ -74,8 +73,8 @@ def _prepare(
     v: Tensor, ref: Tensor, dims: Dims, names: tuple[str, str] = ("v", "ref")
 ) -> tuple[Tensor, Tensor, tuple[int, ...]]:
     """Validate a pair: ``(v, ref expanded to v's shape, both in the promoted dtype, dims)``."""
-    _check_float(names[0], v)
-    _check_float(names[1], ref)
+    check_tensor(names[0], v)
+    check_tensor(names[1], ref)
     check_broadcasts_to(names[1], ref, v, names[0])
     dtype = torch.promote_types(v.dtype, ref.dtype)
     return v.to(dtype), ref.expand_as(v).to(dtype), _normalize_dims(dims, v.ndim, v.shape)
@@ -232,16 +231,16 @@ def orthogonal_to_subspace(
         TypeError, ValueError: as :func:`orthogonal_component`, for an empty basis,
             and for an ``rtol`` that is not a finite non-negative number.
     """
-    _check_float("v", v)
+    check_tensor("v", v)
     if rtol is not None:
         rtol = check_nonnegative("rtol", rtol)
     if isinstance(basis, Tensor):
-        _check_float("basis", basis)
+        check_tensor("basis", basis)
         if basis.ndim == 0:
             raise ValueError("basis: expected k stacked references, got a 0-d tensor")
         refs = list(basis.unbind(0))
     elif isinstance(basis, Sequence) and not isinstance(basis, str):
-        refs = [_check_float(f"basis[{i}]", b) for i, b in enumerate(basis)]
+        refs = [check_tensor(f"basis[{i}]", b) for i, b in enumerate(basis)]
     else:
         raise TypeError(
             "basis: expected a tensor (k, ...) or a sequence of tensors, "
@@ -383,7 +382,7 @@ def pcgrad(
     """
     if isinstance(grads, Tensor) or not isinstance(grads, Sequence) or len(grads) == 0:
         raise ValueError("grads: expected a non-empty list of gradient tensors")
-    originals = [_check_float(f"grads[{i}]", g) for i, g in enumerate(grads)]
+    originals = [check_tensor(f"grads[{i}]", g) for i, g in enumerate(grads)]
     first = originals[0]
     for i, g in enumerate(originals):
         if g.shape != first.shape:

@@ -29,25 +29,15 @@ gradient, because the backward of the unused branch multiplies a zero by
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from gradbook._checks import check_broadcasts_to
-from gradbook._checks import check_tensor as _check_tensor
+from gradbook._checks import check_broadcasts_to, check_positive, check_tensor
 
 #: The kernels :func:`soft_count` knows.
 KERNELS = ("gaussian", "sigmoid")
-
-
-def _check_positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a positive float, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
-    return float(value)
 
 
 def _as_value(value: object, like: Tensor) -> Tensor:
@@ -112,13 +102,13 @@ def soft_count(
         ValueError: ``temperature`` or ``radius`` is not positive and finite, ``kernel``
             is unknown, or ``value`` does not broadcast to ``x``.
     """
-    _check_tensor("x", x)
-    temperature = _check_positive("temperature", temperature)
+    check_tensor("x", x)
+    temperature = check_positive("temperature", temperature)
     if not isinstance(kernel, str):
         raise TypeError(f"kernel: expected one of {KERNELS}, got {type(kernel).__name__}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-    radius = _check_positive("radius", radius)
+    radius = check_positive("radius", radius)
     u = x - _as_value(value, x)
     if kernel == "gaussian":
         w = torch.exp(-0.5 * (u / temperature) ** 2)
@@ -137,16 +127,16 @@ def hard_count(x: Tensor, value: float | Tensor, *, radius: float | None = None)
     Raises:
         TypeError: ``x`` is not a tensor; ValueError: ``radius`` is not positive.
     """
-    _check_tensor("x", x, floating=False)
+    check_tensor("x", x, floating=False)
     v = _as_value(value, x.double() if not x.is_floating_point() else x)
     if radius is None:
         return (x == v).sum()
-    radius = _check_positive("radius", radius)
+    radius = check_positive("radius", radius)
     return ((x - v).abs() < radius).sum()
 
 
 def _check_probabilities(name: str, p: object, atol: float) -> Tensor:
-    p = _check_tensor(name, p)
+    p = check_tensor(name, p)
     if p.numel() and (p.min() < -atol or p.max() > 1 + atol):
         raise ValueError(
             f"{name}: expected probabilities in [0, 1], got values in "
@@ -174,7 +164,7 @@ def expected_counts(probs: Tensor, *, atol: float = 1e-6) -> Tensor:
         ValueError: fewer than 2 dimensions, entries outside ``[0, 1]``, or rows
             that do not sum to 1.
     """
-    _check_tensor("probs", probs)
+    check_tensor("probs", probs)
     if probs.ndim < 2:
         raise ValueError(
             "probs: expected shape (..., N, K) with at least 2 dimensions, "
@@ -215,7 +205,7 @@ def count_distribution(p: Tensor, *, atol: float = 1e-6) -> Tensor:
         TypeError: ``p`` is not a floating tensor.
         ValueError: ``p`` is 0-d or has entries outside ``[0, 1]``.
     """
-    _check_tensor("p", p)
+    check_tensor("p", p)
     if p.ndim < 1:
         raise ValueError("p: expected shape (..., N) with at least 1 dimension, got ()")
     _check_probabilities("p", p, atol)
@@ -231,7 +221,7 @@ def count_distribution(p: Tensor, *, atol: float = 1e-6) -> Tensor:
 
 def count_distribution_naive(p: Tensor) -> Tensor:
     """:func:`count_distribution` by enumerating all ``2^N`` outcomes (a reference, ``N <= 16``)."""
-    _check_tensor("p", p)
+    check_tensor("p", p)
     if p.ndim != 1 or p.shape[0] > 16:
         raise ValueError(f"p: expected shape (N,) with N <= 16, got {tuple(p.shape)}")
     n = p.shape[0]
@@ -282,8 +272,8 @@ def safe_divide(numerator: Tensor, denominator: Tensor, fill: float | Tensor = 0
         TypeError: an input is not a floating tensor, or ``fill`` is not a number or tensor.
         ValueError: the shapes do not broadcast, or the inputs are on different devices.
     """
-    _check_tensor("numerator", numerator)
-    _check_tensor("denominator", denominator)
+    check_tensor("numerator", numerator)
+    check_tensor("denominator", denominator)
     if numerator.device != denominator.device:
         raise ValueError(
             f"denominator: on {denominator.device}, but numerator is on {numerator.device}"
@@ -328,7 +318,7 @@ def named_grad(
             module, or an input is not a tensor.
         ValueError: ``output`` is not a scalar, or an input does not require grad.
     """
-    _check_tensor("output", output, floating=False)
+    check_tensor("output", output, floating=False)
     if output.numel() != 1:
         raise ValueError(
             f"output: expected a scalar (one element), got shape {tuple(output.shape)}; "

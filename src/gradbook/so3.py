@@ -43,11 +43,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from gradbook._checks import check_nonnegative
-from gradbook._checks import check_tensor as _check_float
+from gradbook._checks import check_bool, check_int, check_nonnegative, check_tensor
 
 __all__ = [
     "ROTATION_TOL",
@@ -55,6 +55,7 @@ __all__ = [
     "exp_map",
     "exp_map_derivative",
     "fit_rotation",
+    "forum_points",
     "geodesic_distance",
     "hat",
     "is_rotation",
@@ -89,14 +90,14 @@ _SERIES_THETA2 = {torch.float64: 0.05**2, torch.float32: 0.5**2}
 
 
 def _check_vector(name: str, v: object) -> Tensor:
-    v = _check_float(name, v)
+    v = check_tensor(name, v)
     if v.ndim < 1 or v.shape[-1] != 3:
         raise ValueError(f"{name}: expected shape (..., 3), got {tuple(v.shape)}")
     return v
 
 
 def _check_matrix(name: str, M: object) -> Tensor:
-    M = _check_float(name, M)
+    M = check_tensor(name, M)
     if M.ndim < 2 or M.shape[-2:] != (3, 3):
         raise ValueError(f"{name}: expected shape (..., 3, 3), got {tuple(M.shape)}")
     return M
@@ -652,7 +653,7 @@ def right_jacobian_inv(v: Tensor) -> Tensor:
 
 
 def _check_points(p: object, q: object, weights: object) -> tuple[Tensor, Tensor, Tensor | None]:
-    p, q = _check_float("p", p), _check_float("q", q)
+    p, q = check_tensor("p", p), check_tensor("q", q)
     if p.ndim < 2 or p.shape[-1] != 3:
         raise ValueError(f"p: expected points of shape (..., N, 3), got {tuple(p.shape)}")
     if q.shape != p.shape:
@@ -665,7 +666,7 @@ def _check_points(p: object, q: object, weights: object) -> tuple[Tensor, Tensor
         raise ValueError(f"p: expected at least one point, got shape {tuple(p.shape)}")
     if weights is None:
         return p, q, None
-    weights = _check_float("weights", weights)
+    weights = check_tensor("weights", weights)
     try:
         shape = torch.broadcast_shapes(weights.shape, p.shape[:-1])
     except RuntimeError:
@@ -854,8 +855,7 @@ def fit_rotation(
     p, q, weights = _check_points(p, q, weights)
     if method not in ("lm", "gn"):
         raise ValueError(f"method: expected 'lm' or 'gn', got {method!r}")
-    if not isinstance(max_iterations, int) or max_iterations < 0:
-        raise ValueError(f"max_iterations: expected a non-negative int, got {max_iterations!r}")
+    max_iterations = check_int("max_iterations", max_iterations, minimum=0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable or None, got {type(callback).__name__}")
     batch = p.shape[:-2]
@@ -961,3 +961,31 @@ def fit_rotation(
         history=history,
     )
     return R, info
+
+
+# --------------------------------------------------------------------------- example data
+
+
+#: The rotation vector of the chapter's forum question.
+FORUM_ROTVEC = (0.3, -0.2, 0.1)
+
+
+def forum_points(noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The forum question's data: ``p2 = Exp(v) p1 (+ noise)``, 100 points, NumPy float64.
+
+    Drawn as the question draws it: ``np.random.RandomState(1001)``, ``p1`` of
+    shape ``(100, 3)`` from ``randn``, ``v = (0.3, -0.2, 0.1)`` and, with
+    ``noise=True``, Gaussian noise of standard deviation ``1e-2`` added to
+    ``p2``. Tests, the benchmark and the lesson of chapter 6 use this one copy.
+
+    Returns:
+        ``(p1, p2)``, each ``(100, 3)``.
+    """
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.RandomState(1001)
+    p1 = rng.randn(100, 3, 1)
+    p2 = Rotation.from_rotvec(FORUM_ROTVEC).as_matrix() @ p1
+    if check_bool("noise", noise):
+        p2 = p2 + rng.randn(100, 3, 1) * 1e-2
+    return p1[..., 0], p2[..., 0]

@@ -36,14 +36,10 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from gradbook._checks import check_callable
-from gradbook._checks import check_tensor as _check_tensor
+from gradbook._checks import check_callable, check_int, check_tensor
+from gradbook.jacobian import jacobian_loop
 
 Function = Callable[[Tensor], Tensor]
-
-
-def _check_function(f: object) -> Function:
-    return check_callable("f", f, "a function of one tensor")
 
 
 def _check_output(out: object) -> Tensor:
@@ -94,9 +90,9 @@ def vjp(f: Function, x: Tensor, v: Tensor) -> Tensor:
         ValueError: ``v`` does not have the output's shape, dtype or device (the
             message names both shapes).
     """
-    _check_function(f)
-    _check_tensor("x", x)
-    _check_tensor("v", v)
+    check_callable("f", f, "a function of one tensor")
+    check_tensor("x", x)
+    check_tensor("v", v)
     with torch.enable_grad():
         xin = _as_input(x)
         out = _check_output(f(xin))
@@ -132,9 +128,9 @@ def jvp(f: Function, x: Tensor, t: Tensor) -> Tensor:
         TypeError: ``x``, ``t`` or ``f(x)`` is not a floating tensor, or ``f`` is not callable.
         ValueError: ``t`` does not have the input's shape, dtype or device.
     """
-    _check_function(f)
-    _check_tensor("x", x)
-    _check_tensor("t", t)
+    check_callable("f", f, "a function of one tensor")
+    check_tensor("x", x)
+    check_tensor("t", t)
     _check_like("t", t, x, "the input x")
     with fwAD.dual_level():
         out = _check_output(f(fwAD.make_dual(x, t)))
@@ -153,9 +149,9 @@ def jvp_double_backward(f: Function, x: Tensor, t: Tensor) -> Tensor:
 
     Args, Returns, Raises: as :func:`jvp`.
     """
-    _check_function(f)
-    _check_tensor("x", x)
-    _check_tensor("t", t)
+    check_callable("f", f, "a function of one tensor")
+    check_tensor("x", x)
+    check_tensor("t", t)
     _check_like("t", t, x, "the input x")
     with torch.enable_grad():
         xin = _as_input(x)
@@ -185,43 +181,25 @@ def jacobian_explicit(f: Function, x: Tensor) -> Tensor:
     output's shape as ``grad_outputs``. This is the loop ``theano.scan`` and
     ``torch.autograd.functional.jacobian`` run; ``torch.func.jacrev`` runs the
     same VJPs vectorised by ``vmap`` and ``torch.func.jacfwd`` builds the
-    columns ``J e_i`` by forward mode instead.
+    columns ``J e_i`` by forward mode instead. The loop itself is
+    :func:`gradbook.jacobian.jacobian_loop` (chapter 3); this is its chapter-2 name.
 
     Args:
-        f: a function of one tensor, ``S_in -> S_out``.
+        f: a function of one tensor, ``S_in -> S_out``, in ``x``'s dtype and device.
         x: ``S_in`` floating tensor.
 
     Returns:
         ``S_out + S_in`` tensor ``J`` with ``J[k][i] = dy_k/dx_i`` (for
         ``y = outer(x, x)`` with ``x`` of shape ``(4,)`` that is ``(4, 4, 4)``).
-        Not differentiable (the rows are detached); zeros where ``y`` does not
+        Not differentiable (``x`` is detached); zeros where ``y`` does not
         depend on ``x``.
 
     Raises:
         TypeError: ``x`` or ``f(x)`` is not a floating tensor, or ``f`` is not callable.
+        DtypeMismatchError: (a TypeError and a ValueError) ``f(x)`` has another dtype than ``x``.
+        ValueError: ``f(x)`` is on another device than ``x``.
     """
-    _check_function(f)
-    _check_tensor("x", x)
-    with torch.enable_grad():
-        xin = x.detach().requires_grad_(True)
-        out = _check_output(f(xin))
-        jac = torch.zeros(out.numel(), *x.shape, dtype=out.dtype, device=out.device)
-        if not out.requires_grad:
-            return jac.reshape(out.shape + x.shape)
-        flat = out.reshape(-1)
-        for k in range(flat.numel()):
-            one_hot = torch.zeros_like(flat)
-            one_hot[k] = 1
-            (row,) = torch.autograd.grad(
-                out,
-                xin,
-                grad_outputs=one_hot.reshape(out.shape),
-                retain_graph=True,
-                allow_unused=True,
-            )
-            if row is not None:
-                jac[k] = row
-    return jac.reshape(out.shape + x.shape)
+    return jacobian_loop(f, x)
 
 
 def vjp_explicit(f: Function, x: Tensor, v: Tensor) -> Tensor:
@@ -230,7 +208,7 @@ def vjp_explicit(f: Function, x: Tensor, v: Tensor) -> Tensor:
     The slow, obviously correct twin of :func:`vjp` (``out.numel()`` backward
     passes and ``out.numel() * x.numel()`` memory), for tests and pictures.
     """
-    _check_tensor("v", v)
+    check_tensor("v", v)
     jac = jacobian_explicit(f, x)
     out_shape = jac.shape[: jac.ndim - x.ndim]
     if v.shape != out_shape:
@@ -292,12 +270,12 @@ def dot_product_test(
 
     Raises:
         TypeError: as :func:`vjp`, or ``vjp_fn``/``jvp_fn`` return a non-tensor.
+        TypeError: ``trials`` is not an int.
         ValueError: ``trials < 1``, or ``vjp_fn``/``jvp_fn`` return the wrong shape.
     """
-    _check_function(f)
-    _check_tensor("x", x)
-    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-        raise ValueError(f"trials: expected a positive int, got {trials!r}")
+    check_callable("f", f, "a function of one tensor")
+    check_tensor("x", x)
+    trials = check_int("trials", trials)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     x = x.detach()
@@ -311,8 +289,8 @@ def dot_product_test(
         t = torch.randn(x.shape, generator=generator, dtype=torch.float64).to(x.device, x.dtype)
         jt = jvp(f, x, t) if jvp_fn is None else jvp_fn(t)
         vj = vjp(f, x, v) if vjp_fn is None else vjp_fn(v)
-        _check_tensor("jvp_fn(t)", jt)
-        _check_tensor("vjp_fn(v)", vj)
+        check_tensor("jvp_fn(t)", jt)
+        check_tensor("vjp_fn(v)", vj)
         _check_like("jvp_fn(t)", jt, out, "the output f(x)")
         _check_like("vjp_fn(v)", vj, x, "the input x")
         a, b = _inner(v, jt.detach()), _inner(vj.detach(), t)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Real
+from typing import Any
 
 import numpy as np
 import torch
@@ -631,6 +632,18 @@ def warp_affine_naive(
     return out if batched else out[0]
 
 
+def _opencv(caller: str) -> Any:
+    """The ``cv2`` module, or an ImportError that says which extra provides it."""
+    try:
+        import cv2
+    except ImportError as error:
+        raise ImportError(
+            f"{caller} needs OpenCV, which gradbook lists in its 'opencv' extra: "
+            "pip install 'gradbook[opencv]' (or opencv-python-headless)"
+        ) from error
+    return cv2
+
+
 def warp_affine_cv2(
     image: Tensor,
     M: MatrixLike,
@@ -652,9 +665,11 @@ def warp_affine_cv2(
 
     Returns:
         A tensor of the shape :func:`warp_affine` returns, on ``image``'s device.
-    """
-    import cv2
 
+    Raises:
+        ImportError: OpenCV is not installed (``pip install 'gradbook[opencv]'``).
+    """
+    cv2 = _opencv("warp_affine_cv2")
     image_b, M_b, (out_h, out_w), batched = _prepare(image, M, dsize)
     matrices = M_b.detach().to("cpu", torch.float64).numpy()
     arrays = image_b.detach().cpu().permute(0, 2, 3, 1).numpy()
@@ -697,9 +712,12 @@ def synthetic_scene(
 
     Returns:
         ``(3, height, width)`` tensor of ``dtype`` on the CPU.
-    """
-    import cv2
 
+    Raises:
+        ImportError: OpenCV, which draws the shapes and the text, is not installed
+            (``pip install 'gradbook[opencv]'``).
+    """
+    cv2 = _opencv("synthetic_scene")
     height, width = check_size("(height, width)", (height, width))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     u, v = xx / max(width - 1, 1), yy / max(height - 1, 1)

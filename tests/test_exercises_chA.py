@@ -10,7 +10,7 @@ import torch
 
 import gradbook.related as related
 from gradbook.exercises import ExerciseFailed
-from gradbook.exercises.appendix import (
+from gradbook.exercises.chA import (
     _POINTS,
     _sin_over_x_reference,
     check_sin_over_x,
