@@ -190,3 +190,16 @@ def test_sandbox_command_and_option_checks(tmp_path):
         grader.grade(tmp_path, timeout=0)
     with pytest.raises(ValueError, match="SUBMISSIONS must be a folder"):
         grader.discover(tmp_path / "missing", {})
+
+
+def test_missing_grading_extra_is_named(monkeypatch):
+    import importlib.util
+
+    import gradbook.grading
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "nbgrader" else real(name)
+    )
+    with pytest.raises(ImportError, match=r"nbgrader: install the grading extra"):
+        gradbook.grading.require_grading_extra()
