@@ -160,6 +160,17 @@ try:
     print("READ THE SOLUTIONS")
 except OSError as error:
     print("cannot read the solutions", type(error).__name__)
+try:
+    hog = bytearray(6 * 2**30)
+    print("ALLOCATED 6 GiB")
+except MemoryError:
+    print("memory capped")
+try:
+    import socket
+    socket.create_connection(("1.1.1.1", 53), timeout=3)
+    print("REACHED THE NETWORK")
+except OSError as error:
+    print("no network", type(error).__name__)
 subprocess.Popen(
     [sys.executable, "-c", {late!r}, {MARKER!r}], start_new_session=True,
     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def graded(tmp_path_factory):
     made = adversarial_class.build(submissions, outside)
     outside.mkdir(exist_ok=True)
     before = _digests(submissions)
+    sandboxes = set(Path(tempfile.gettempdir()).glob("gradbook-sandbox-*"))
     protected = {p: p.read_bytes() for p in (ROOT / "README.md", adversarial_class.SOURCE)}
     args = ["grade", str(submissions), "--build", str(build), "--timeout", str(TIMEOUT)]
     code = main([*args, "--jobs", "2", "--wall", "400"])
@@ -74,6 +76,7 @@ def graded(tmp_path_factory):
         "submissions": submissions,
         "before": before,
         "protected": protected,
+        "sandboxes": sandboxes,
     }
 
 
@@ -140,7 +143,8 @@ def test_submissions_are_unchanged_and_nothing_escaped(graded):
     for path in graded["made"]["outside"]:
         assert not Path(path).exists(), path
     assert _processes_with(adversarial_class.MARKER) == []
-    assert not list(Path("/tmp").glob("gradbook-sandbox-*")), "sandbox folders are removed"
+    left = set(Path(tempfile.gettempdir()).glob("gradbook-sandbox-*")) - graded["sandboxes"]
+    assert not left, "the sandbox folders are removed"
 
 
 def test_malicious_output_is_capped_and_its_attempts_failed(graded):
@@ -155,7 +159,9 @@ def test_malicious_output_is_capped_and_its_attempts_failed(graded):
     )
     assert "output cut" in text
     assert "WROTE" not in text and "READ THE SOLUTIONS" not in text
-    assert "cannot read the solutions" in text
+    assert "ALLOCATED" not in text and "REACHED" not in text
+    assert "cannot read the solutions" in text and "memory capped" in text
+    assert "no network" in text
     assert "EDITED" in text  # it edited the throw-away copy, never the submission
 
 

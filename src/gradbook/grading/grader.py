@@ -41,6 +41,7 @@ import ast
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -430,10 +431,14 @@ class Course:
                 if cell.get("metadata", {}).get("nbgrader", {}).get("grade")
             }
 
-    def prepare(self) -> None:
-        """Copy the sources and run generate_assignment (fills the gradebook)."""
+    def prepare(self, assignments: set[str] | None = None) -> None:
+        """Copy the sources and run generate_assignment (fills the gradebook).
+
+        ``assignments``: only these (the ones with submissions); ``None``: all.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
-        course.generate(self.root, self.solutions, self.db_url)
+        wanted = [p for p in self.solutions if assignments is None or p.stem in assignments]
+        course.generate(self.root, wanted, self.db_url)
 
     def source(self, assignment: str) -> Path:
         return self.root / "source" / assignment / f"{assignment}.ipynb"
@@ -490,25 +495,29 @@ def save(course_: Course, submission: Submission, result: dict[str, Any]) -> Out
     return outcome
 
 
-def feedback(course_: Course, outcomes: list[Outcome], build: Path) -> None:
-    """nbgrader's feedback HTML of every graded submission, copied to ``build/feedback``."""
+def feedback_one(root: str, db_url: str, student: str, assignment: str, build: str) -> bool:
+    """nbgrader's feedback HTML of one graded submission, copied to ``build/feedback``."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
-    config = course.nbgrader_config(course_.root, course_.db_url)
+    config = course.nbgrader_config(Path(root), db_url)
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-    for outcome in outcomes:
-        student, assignment = outcome.submission.student, outcome.submission.assignment
-        if not course_.autograded(student, assignment).exists():
-            continue
-        result = api.generate_feedback(assignment, student, force=True)
-        made = course_.root / "feedback" / student / assignment
-        target = Path(build) / "feedback" / student / assignment
-        if result["success"] and made.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(made, target)
-        else:
-            outcome.note = (outcome.note + "; " if outcome.note else "") + "no feedback HTML"
+    result = api.generate_feedback(assignment, student, force=True)
+    made = Path(root) / "feedback" / student / assignment
+    target = Path(build) / "feedback" / student / assignment
+    if not (result["success"] and made.is_dir()):
+        return False
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(made, target)
+    return True
+
+
+def _feedback_star(arguments: tuple) -> bool:
+    return feedback_one(*arguments)
+
+
+def _key(outcome: Outcome) -> tuple[str, str]:
+    return outcome.submission.student, outcome.submission.assignment
 
 
 def write_csv(outcomes: list[Outcome], path: Path) -> None:
@@ -606,7 +615,7 @@ def grade(
     course_ = Course(build / "nbgrader", solutions)
     found = discover(submissions, course_.sources)
     log(f"{len(found)} file(s) in {submissions}; gradebook: {course_.db_url}")
-    course_.prepare()
+    course_.prepare({s.assignment for s in found if s.problem is None})
     gradable = [s for s in found if s.problem is None]
     jobs_list = []
     for s in gradable:
@@ -629,25 +638,31 @@ def grade(
             )
         )
     outcomes: list[Outcome] = []
-    if jobs == 1 or len(jobs_list) <= 1:
-        results = map(execute_submission, jobs_list)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(max_workers=jobs)
-        results = pool.map(execute_submission, jobs_list)
+    pool = None
+    if jobs > 1 and len(jobs_list) > 1:
+        # workers start from a fresh server process: a parent that has already run a
+        # notebook client holds a ZeroMQ context that a forked child cannot use
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["gradbook.grading.grader"])
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+    run = pool.map if pool is not None else map
     try:
-        for s, result in zip(gradable, results, strict=True):
-            outcome = save(course_, s, result)
+        for s, result in zip(gradable, run(execute_submission, jobs_list), strict=True):
+            outcome = save(course_, s, result)  # the only writer of the gradebook
             outcomes.append(outcome)
             log(
                 f"graded {s.student}/{s.assignment}: {_num(outcome.score)}/"
                 f"{_num(outcome.max_score)}" + (f" ({outcome.note})" if outcome.note else "")
             )
+        if feedback_html:  # reads the gradebook only: in parallel too
+            graded = [o for o in outcomes if course_.autograded(*_key(o)).exists()]
+            arguments = [(str(course_.root), course_.db_url, *_key(o), str(build)) for o in graded]
+            for outcome, made in zip(graded, run(_feedback_star, arguments), strict=True):
+                if not made:
+                    outcome.note = (outcome.note + "; " if outcome.note else "") + "no feedback"
     finally:
         if pool is not None:
             pool.shutdown()
-    if feedback_html:
-        feedback(course_, outcomes, build)
     for s in found:
         if sha256(s.path) != s.sha256:  # never expected: the submission is never mounted
             raise RuntimeError(f"{s.path} changed while it was graded")

@@ -155,12 +155,19 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL  # the kernel's banner, its warnings
         await super()._async_launch_kernel(kernel_cmd, **kw)
+        self._sandbox_process = getattr(self.provisioner, "process", None)
 
     def kill_now(self) -> None:
         """Kill the kernel process (bubblewrap: its whole PID namespace goes with it)."""
-        process = getattr(self.provisioner, "process", None)
-        if process is not None and process.poll() is None:
+        process = getattr(self, "_sandbox_process", None)
+        if process is None:
+            return
+        if process.poll() is None:
             try:
                 os.kill(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        try:
+            process.wait(timeout=10)  # reaped: no zombie left behind
+        except subprocess.TimeoutExpired:
+            pass
