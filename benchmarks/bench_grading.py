@@ -19,7 +19,8 @@ Reported (``book/data/bench_grading.json``, shown on the instructors' page):
   1.6 on 2 cores.
 
 Every graded run is checked: N rows in ``grades.csv``, each with full marks.
-Run with ``--quick`` for a smoke test (a class of 4, one baseline run).
+Run with ``--quick`` for a smoke test (a class of 4, one baseline run before and
+one after; nothing is written).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a class of 4, one baseline run")
     args = parser.parse_args()
-    size, repeat = (4, 1) if args.quick else (20, 3)
+    size, repeat = (4, 1) if args.quick else (20, 2)
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as folder:
         scratch = Path(folder)
         baseline = [nbclient_seconds() for _ in range(repeat)]
@@ -106,7 +107,10 @@ def main() -> None:
     }
     for key in ("overhead_ratio", "sandboxed_execution_ratio", "speedup_jobs2"):
         print(f"{key}: {results[key]:.2f}")
-    write_results("grading" if not args.quick else "grading_quick", rows, **results)
+    if args.quick:  # a smoke test: the book keeps the numbers of the last full run
+        print(rows)
+    else:
+        write_results("grading", rows, **results)
 
 
 if __name__ == "__main__":
