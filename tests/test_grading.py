@@ -209,3 +209,36 @@ def test_missing_grading_extra_is_named(monkeypatch):
     )
     with pytest.raises(ImportError, match=r"nbgrader: install the grading extra"):
         gradbook.grading.require_grading_extra()
+
+
+def test_the_notebook_deadline_shortens_the_cell_timeout():
+    """Each cell may take TIMEOUT seconds, but never past the notebook's WALL deadline."""
+    executor = grader._execute_class()(timeout=40)
+    cell = nbformat.v4.new_code_cell("1")
+    assert executor._get_timeout(cell) == 40
+    executor.deadline = time.monotonic() + 5.5
+    assert 4 <= executor._get_timeout(cell) <= 5
+    executor.deadline = time.monotonic() - 100  # past it: the next cell gets one second
+    assert executor._get_timeout(cell) == 1
+
+
+def test_output_past_the_limit_is_dropped_with_one_note():
+    executor = grader._execute_class()(output_limit=1000)
+    executor._sizes = {}
+    outs = []
+
+    def stream(text):
+        return {
+            "msg_type": "stream",
+            "header": {"msg_type": "stream"},
+            "parent_header": {"msg_id": "m"},
+            "content": {"name": "stdout", "text": text},
+        }
+
+    executor.output_hook_stack = {"m": []}
+    executor.clear_before_next_output = False
+    for _ in range(5):
+        executor.output(outs, stream("x" * 400), None, 0)
+    texts = [o.text for o in outs]
+    assert texts[:2] == ["x" * 400] * 2 and len(texts) == 3
+    assert texts[2] == grader.OUTPUT_CUT.format(limit=1000)
