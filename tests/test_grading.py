@@ -240,5 +240,11 @@ def test_output_past_the_limit_is_dropped_with_one_note():
     for _ in range(5):
         executor.output(outs, stream("x" * 400), None, 0)
     texts = [o.text for o in outs]
-    assert texts[:2] == ["x" * 400] * 2 and len(texts) == 3
-    assert texts[2] == grader.OUTPUT_CUT.format(limit=1000)
+    assert texts == ["x" * 400, "x" * 400, "x" * 200, grader.OUTPUT_CUT.format(limit=1000)]
+    # one message larger than the limit keeps its head too
+    outs, executor._sizes = [], {}
+    executor.output(outs, stream("head\n" + "y" * 5000), None, 1)
+    assert [o.text for o in outs] == [
+        "head\n" + "y" * 995,
+        grader.OUTPUT_CUT.format(limit=1000),
+    ]

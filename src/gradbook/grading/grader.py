@@ -296,19 +296,25 @@ def _execute_class():
 
         def output(self, outs, msg, display_id, cell_index):
             content = msg.get("content", {})
-            size = len(str(content.get("text", ""))) + len(json.dumps(content.get("data", {})))
+            data = content.get("data")
+            size = len(str(content.get("text", ""))) + (len(json.dumps(data)) if data else 0)
             size += sum(len(str(line)) for line in content.get("traceback", []))
             used = self._sizes.get(cell_index, 0)
             self._sizes[cell_index] = used + size
             if used + size <= self.output_limit:
                 return super().output(outs, msg, display_id, cell_index)
-            if used <= self.output_limit:  # the first output past the limit: say so once
-                note = nbformat.v4.new_output(
-                    "stream", name="stdout", text=OUTPUT_CUT.format(limit=self.output_limit)
-                )
-                outs.append(note)
-                return note
-            return None
+            if used > self.output_limit:
+                return None  # past the limit, and the note is there already
+            left = self.output_limit - used
+            if msg.get("msg_type") == "stream" and left > 0:  # keep the head of the text
+                head = {**msg, "content": {**content, "text": str(content["text"])[:left]}}
+                super().output(outs, head, display_id, cell_index)
+            self._sizes[cell_index] = self.output_limit + 1
+            note = nbformat.v4.new_output(
+                "stream", name="stdout", text=OUTPUT_CUT.format(limit=self.output_limit)
+            )
+            outs.append(note)
+            return note
 
     return SandboxedExecute
 
