@@ -50,8 +50,7 @@ def _processes_with(word: str) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+def _grade_the_class(tmp_path_factory):
     """Build the class, grade it with two jobs; everything the tests look at."""
     assert shutil.which("bwrap"), "bubblewrap must be installed (`make env` installs it)"
     root = tmp_path_factory.mktemp("class")
@@ -80,7 +79,7 @@ def graded(tmp_path_factory):
     }
 
 
-def test_every_student_gets_what_their_answers_deserve(graded):
+def _every_student_gets_what_their_answers_deserve(graded):
     expected = graded["made"]["expected"]
     rows = graded["rows"]
     assert sorted(rows) == sorted(expected)
@@ -95,7 +94,7 @@ def test_every_student_gets_what_their_answers_deserve(graded):
         assert sum(per_check) == score, student
 
 
-def test_ungradable_files_are_listed_and_the_exit_status_says_so(graded):
+def _ungradable_files_are_listed_and_the_exit_status_says_so(graded):
     assert graded["code"] == 1
     report = graded["report"]
     section = report.split("## Not graded", 1)[1]
@@ -104,7 +103,7 @@ def test_ungradable_files_are_listed_and_the_exit_status_says_so(graded):
     assert "not a readable notebook" in section and "not a notebook" in section
 
 
-def test_report_agrees_with_the_csv_and_names_misconceptions(graded):
+def _report_agrees_with_the_csv_and_names_misconceptions(graded):
     report, rows = graded["report"], graded["rows"]
     summary = [line for line in report.split("## Checks")[0].splitlines() if line.startswith("| ")]
     parsed = {}
@@ -136,7 +135,7 @@ def test_report_agrees_with_the_csv_and_names_misconceptions(graded):
     assert "timed out" in loop
 
 
-def test_submissions_are_unchanged_and_nothing_escaped(graded):
+def _submissions_are_unchanged_and_nothing_escaped(graded):
     assert _digests(graded["submissions"]) == graded["before"]
     for path, content in graded["protected"].items():
         assert path.read_bytes() == content, path
@@ -147,7 +146,7 @@ def test_submissions_are_unchanged_and_nothing_escaped(graded):
     assert not left, "the sandbox folders are removed"
 
 
-def test_malicious_output_is_capped_and_its_attempts_failed(graded):
+def _malicious_output_is_capped_and_its_attempts_failed(graded):
     autograded = graded["build"] / "nbgrader" / "autograded" / "malicious"
     path = autograded / adversarial_class.NAME / f"{adversarial_class.NAME}.ipynb"
     assert path.stat().st_size < 2_000_000
@@ -165,11 +164,25 @@ def test_malicious_output_is_capped_and_its_attempts_failed(graded):
     assert "EDITED" in text  # it edited the throw-away copy, never the submission
 
 
-def test_feedback_html_for_every_graded_student(graded):
+def _feedback_html_for_every_graded_student(graded):
     for student in graded["rows"]:
         folder = graded["build"] / "feedback" / student / adversarial_class.NAME
         html = (folder / f"{adversarial_class.NAME}.html").read_text()
         assert "ch01-ex1" in html or "Exercise" in html
+
+
+def test_the_adversarial_class(tmp_path_factory):
+    """One grading run (with two jobs), then every property of its results.
+
+    A single test, so that pytest-xdist never grades the class twice.
+    """
+    graded = _grade_the_class(tmp_path_factory)
+    _every_student_gets_what_their_answers_deserve(graded)
+    _ungradable_files_are_listed_and_the_exit_status_says_so(graded)
+    _report_agrees_with_the_csv_and_names_misconceptions(graded)
+    _submissions_are_unchanged_and_nothing_escaped(graded)
+    _malicious_output_is_capped_and_its_attempts_failed(graded)
+    _feedback_html_for_every_graded_student(graded)
 
 
 def test_grading_refuses_without_bubblewrap(tmp_path, monkeypatch, capsys):
