@@ -63,8 +63,18 @@ $(STAMP): $(LOCK) pyproject.toml tools/install_torch.py $(TORCH_MARK)
 $(TORCH_MARK):
 	@: absent until $(STAMP) installs the $(TORCH) build
 
+# `make grade` runs every kernel under bubblewrap; install it where we can (root with apt).
+.PHONY: bwrap
+bwrap:
+	@if command -v bwrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing bubblewrap (the grading sandbox)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null; \
+	else echo "NOTE: bubblewrap is missing; make grade and make test need it" \
+		"(Debian/Ubuntu: sudo apt-get install bubblewrap; Fedora: sudo dnf install bubblewrap)"; fi
+
 .PHONY: env
-env: $(STAMP) $(KERNELS) ## create or update the virtual environment(s); TORCH=cpu|cuda picks torch's build
+env: $(STAMP) $(KERNELS) bwrap ## create or update the virtual environment(s) (TORCH=cpu|cuda picks torch's build); install bubblewrap if root
 
 # The book in two editions: EDITION=full (default) into _build/html, EDITION=student
 # (the exercises without their solutions, tools/student_edition.py) into _build/student/html.
@@ -149,17 +159,20 @@ nbval: env ## only nbval over the lesson and solution notebooks
 .PHONY: execute
 execute: env ## re-execute book/ and solutions/ notebooks in place (or only NB="a.ipynb ..."), regenerate notebooks/
 	$(BIN)/python tools/execute_notebooks.py $(if $(NB),$(NB),$(NBVAL_NOTEBOOKS))
+	$(BIN)/python -m gradbook.assignments metadata solutions
 	$(BIN)/python -m gradbook.assignments generate solutions notebooks
 
 .PHONY: assignments
-assignments: env ## regenerate the student notebooks/ from solutions/ (deletes those without a source)
+assignments: env ## refresh the nbgrader metadata of solutions/, regenerate notebooks/ with nbgrader
+	$(BIN)/python -m gradbook.assignments metadata solutions
 	$(BIN)/python -m gradbook.assignments generate solutions notebooks
 
 .PHONY: grade
-grade: env ## grade notebooks: make grade SUBMISSIONS=dir [REPORT=_build/report.md KERNEL=python3 TIMEOUT=600]
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-of-notebooks [REPORT=_build/report.md]"; exit 2; }
-	$(BIN)/python -m gradbook.assignments grade $(SUBMISSIONS) --report $(or $(REPORT),_build/report.md) \
-		$(if $(KERNEL),--kernel $(KERNEL)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
+grade: env ## grade with nbgrader, sandboxed: make grade SUBMISSIONS=dir [TIMEOUT=600 JOBS=1 WALL=900 MEMORY=4096]
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir [TIMEOUT=s] [JOBS=n] [WALL=s] [MEMORY=MiB]"; exit 2; }
+	$(BIN)/python -m gradbook.assignments grade $(SUBMISSIONS) \
+		$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(JOBS),--jobs $(JOBS)) \
+		$(if $(WALL),--wall $(WALL)) $(if $(MEMORY),--memory $(MEMORY))
 
 .PHONY: bench
 bench: env ## run the benchmarks; results land in book/data/ and the chapters
@@ -175,7 +188,7 @@ lock: ## re-resolve requirements/lock.txt from pyproject.toml (needs the network
 	.venv-lock/bin/python -m pip install --quiet --upgrade "pip>=24"
 	@# resolved against the CPU build, so that no NVIDIA library enters the lock file
 	.venv-lock/bin/python tools/install_torch.py cpu
-	.venv-lock/bin/python -m pip install --quiet "torch==2.13.0" -e ".[tests,book,check]"
+	.venv-lock/bin/python -m pip install --quiet "torch==2.13.0" -e ".[tests,book,check,grading]"
 	{ echo "# Exact versions for every make target (regenerate with \`make lock\`)."; \
 	  echo "# torch==2.13.0 without a build tag: \`make env\` installs its CPU or CUDA build (TORCH=cpu|cuda), binder/ the CPU one."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^gradbook' | sed 's/^torch==\([0-9.]*\)+.*/torch==\1/'; } > $(LOCK)

@@ -1,4 +1,4 @@
-"""Exercise tooling: stub generation, notebooks/ in sync with solutions/, student notebooks."""
+"""Exercise tooling: nbgrader metadata, the release, notebooks/ in sync, student notebooks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from gradbook.assignments import (
     CHECK_TAG,
     STUB_MESSAGE,
-    CheckResult,
-    _status,
     execute_notebook,
     generate,
     main,
@@ -21,43 +19,11 @@ from gradbook.assignments import (
     readable_target,
     strip_code,
     strip_solutions,
-    write_report,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 STUDENT_NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-
-
-def _check_cells(path: Path) -> int:
-    notebook = nbformat.read(path, as_version=4)
-    return sum(CHECK_TAG in cell.metadata.get("tags", []) for cell in notebook.cells)
-
-
-def _summary_row(report: Path, notebook: str) -> str:
-    """The report's summary row for ``notebook`` (the first row that names it)."""
-    return next(
-        line for line in report.read_text().splitlines() if line.startswith(f"| {notebook} |")
-    )
-
-
-def _detail_rows(report: Path, notebook: str) -> list[str]:
-    rows = [line for line in report.read_text().splitlines() if line.startswith(f"| {notebook} |")]
-    return rows[1:]
-
-
-def _tiny_notebook(*cells, kernel: str = "python3"):
-    """A notebook of code cells; ``("check", source)`` makes a check cell."""
-    notebook = new_notebook(
-        metadata={"kernelspec": {"name": kernel, "display_name": kernel, "language": "python"}}
-    )
-    for cell in cells:
-        tagged = isinstance(cell, tuple)
-        source = cell[1] if tagged else cell
-        notebook.cells.append(
-            new_code_cell(source, metadata={"tags": [CHECK_TAG]} if tagged else {})
-        )
-    return notebook
 
 
 def test_strip_code_keeps_indentation_and_surroundings():
@@ -203,38 +169,6 @@ def test_every_solution_region_is_followed_by_a_check():
         assert not pending, f"{path.name}: a solution has no check cell after it"
 
 
-def test_status_reading():
-    ok = new_code_cell("check(f)")
-    ok.outputs = [nbformat.v4.new_output("stream", text="PASSED Exercise 1.1: fine\n")]
-    assert _status(ok) == ("passed", "PASSED Exercise 1.1: fine")
-    bad = new_code_cell("check(f)")
-    bad.outputs = [
-        nbformat.v4.new_output("error", ename="ExerciseFailed", evalue="no", traceback=[])
-    ]
-    assert _status(bad)[0] == "failed"
-    silent = new_code_cell("check(f)")
-    assert _status(silent)[0] == "error"
-
-
-def test_report_is_written(tmp_path):
-    results = [
-        CheckResult("a.ipynb", 3, "check_x(x)", "passed", "PASSED x"),
-        CheckResult("a.ipynb", 5, "check_y(y)", "not attempted", "ExerciseNotAttempted: ..."),
-        CheckResult("b.ipynb", 2, "check_x(x)", "error", "not run (the run stopped at cell 1)"),
-        CheckResult("b.ipynb", None, "(notebook)", "error", "the run stopped at cell 1: a|b"),
-    ]
-    report = tmp_path / "nested" / "report.md"  # the folder is created
-    write_report(results, report)
-    text = report.read_text()
-    assert "| a.ipynb | 1 | 2 |" in text and "not attempted" in text
-    assert _summary_row(report, "a.ipynb") == "| a.ipynb | 1 | 2 |  |"
-    # the whole-notebook row is not counted as a check, but the summary mentions it
-    assert _summary_row(report, "b.ipynb") == (
-        "| b.ipynb | 0 | 1 | did not run to the end: the run stopped at cell 1: a\\|b |"
-    )
-    assert "| b.ipynb | - | `(notebook)` | error | the run stopped at cell 1: a\\|b |" in text
-
-
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
 def test_student_notebook_runs_and_checks_fail_on_stubs(solution, tmp_path):
     """Everything before the first exercise runs; every check says 'not attempted'."""
@@ -254,81 +188,9 @@ def test_student_notebook_runs_and_checks_fail_on_stubs(solution, tmp_path):
     checks = [c for c in code_cells if CHECK_TAG in c.metadata.get("tags", [])]
     assert checks, f"{student.name} has no check cells"
     for cell in checks:
-        status, message = _status(cell)
-        assert status == "not attempted", (cell.source, message)
-        assert "not attempted yet" in message
-
-
-def test_grade_command_end_to_end(tmp_path):
-    """Grading a folder: a solved notebook passes every check, a stub notebook none."""
-    first = SOLUTIONS[0]
-    checks = _check_cells(first)
-    assert checks > 0 and _check_cells(ROOT / "notebooks" / first.name) == checks
-    (tmp_path / "solved.ipynb").write_bytes(first.read_bytes())
-    (tmp_path / "blank.ipynb").write_bytes((ROOT / "notebooks" / first.name).read_bytes())
-    report = tmp_path / "report.md"
-    assert main(["grade", str(tmp_path), "--report", str(report)]) == 0
-    text = report.read_text()
-    solved_rows = [line for line in text.splitlines() if line.startswith("| solved.ipynb |")]
-    blank_rows = [line for line in text.splitlines() if line.startswith("| blank.ipynb |")]
-    assert "passed" in " ".join(solved_rows) and "not attempted" not in " ".join(solved_rows)
-    assert all("passed" not in row for row in blank_rows[1:])
-    # exactly: n of n checks passed in the solved notebook, 0 of n in the blank one
-    assert _summary_row(report, "solved.ipynb") == f"| solved.ipynb | {checks} | {checks} |  |"
-    assert _summary_row(report, "blank.ipynb") == f"| blank.ipynb | 0 | {checks} |  |"
-    assert len(solved_rows) == len(blank_rows) == checks + 1
-    assert all("| passed | PASSED " in row for row in solved_rows[1:])
-    assert all("| not attempted | ExerciseNotAttempted: " in row for row in blank_rows[1:])
-
-
-def test_grade_runs_every_submission_under_one_kernel(tmp_path, capsys):
-    """A bogus kernelspec in a submission does not matter; a missing --kernel is an error row."""
-    submissions = tmp_path / "submissions"
-    submissions.mkdir()
-    check = ("check", 'print("PASSED tiny check")')
-    nbformat.write(_tiny_notebook(check, kernel="no-such-kernel"), submissions / "a-bogus.ipynb")
-    nbformat.write(_tiny_notebook(check), submissions / "b-fine.ipynb")
-    report = tmp_path / "report.md"
-
-    assert main(["grade", str(submissions), "--report", str(report)]) == 0
-    assert _summary_row(report, "a-bogus.ipynb") == "| a-bogus.ipynb | 1 | 1 |  |"
-    assert _summary_row(report, "b-fine.ipynb") == "| b-fine.ipynb | 1 | 1 |  |"
-
-    report.unlink()
-    args = ["grade", str(submissions), "--report", str(report), "--kernel", "no-such-kernel"]
-    assert main(args) == 0, "a notebook that cannot run is reported, not fatal"
-    for name in ("a-bogus.ipynb", "b-fine.ipynb"):
-        row = _summary_row(report, name)
-        assert (
-            row.startswith(f"| {name} | 0 | 1 | did not run to the end: ") and "NoSuchKernel" in row
-        )
-        assert [r.split(" | ")[3] for r in _detail_rows(report, name)] == ["error", "error"]
-    assert "2 notebook(s) did not run to the end" in capsys.readouterr().out
-
-
-def test_grade_goes_on_after_a_cell_times_out(tmp_path):
-    """A cell past --timeout stops that notebook only; stored outputs never count."""
-    slow = _tiny_notebook(
-        ("check", 'print("PASSED first")'),
-        "import time\ntime.sleep(120)",
-        ("check", 'print("PASSED second")'),
-    )
-    # a stored output from the student's own run must not count as a pass
-    slow.cells[2].outputs = [nbformat.v4.new_output("stream", text="PASSED second\n")]
-    nbformat.write(slow, tmp_path / "a-slow.ipynb")
-    nbformat.write(_tiny_notebook(("check", 'print("PASSED fine")')), tmp_path / "b-fine.ipynb")
-    report = tmp_path / "report.md"
-    assert main(["grade", str(tmp_path), "--report", str(report), "--timeout", "3"]) == 0
-    row = _summary_row(report, "a-slow.ipynb")
-    assert row.startswith(
-        "| a-slow.ipynb | 1 | 2 | did not run to the end: the run stopped at cell 1: "
-    )
-    assert "CellTimeoutError" in row
-    details = _detail_rows(report, "a-slow.ipynb")
-    assert details[0].startswith('| a-slow.ipynb | 0 | `print("PASSED first")` | passed |')
-    assert details[1].startswith('| a-slow.ipynb | 2 | `print("PASSED second")` | error | not run')
-    assert details[2].startswith("| a-slow.ipynb | - | `(notebook)` | error | the run stopped")
-    assert _summary_row(report, "b-fine.ipynb") == "| b-fine.ipynb | 1 | 1 |  |"
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert [e.ename for e in errors] == ["ExerciseNotAttempted"], (cell.source, errors)
+        assert "not attempted yet" in errors[0].evalue
 
 
 def test_attempt_tells_stubs_from_library_errors():
@@ -349,3 +211,104 @@ def test_attempt_tells_stubs_from_library_errors():
     with pytest.raises(ExerciseFailed, match="forward-mode AD") as caught:
         attempt("Exercise 9", library)
     assert not isinstance(caught.value, ExerciseNotAttempted)
+
+
+def _metadata(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def test_metadata_of_the_solutions_is_fresh():
+    from gradbook.grading.metadata import stale
+
+    assert [p.name for p in SOLUTIONS if stale(p)] == [], "run `make assignments`"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_metadata_marks_answers_checks_and_locked_cells(solution):
+    """Counted from the cells themselves: answers, checks, the rest of the code."""
+    notebook = nbformat.read(solution, as_version=4)
+    chapter = "ch" + solution.stem.split("-")[0]
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    checks = [c for c in code if CHECK_TAG in c.metadata.get("tags", [])]
+    answers = [c for c in code if "### BEGIN SOLUTION" in c.source]
+    assert [_metadata(c)["grade_id"] for c in checks] == [
+        f"{chapter}-ex{k}" for k in range(1, len(checks) + 1)
+    ]
+    for cell in checks:
+        meta = _metadata(cell)
+        assert meta["grade"] and meta["locked"] and not meta["solution"] and meta["points"] > 0
+    for cell in answers:
+        meta = _metadata(cell)
+        assert meta["solution"] and not meta["grade"] and not meta["locked"]
+        assert re.fullmatch(rf"{chapter}-ex\d+-answer\d*", meta["grade_id"])
+    for cell in code:
+        if cell not in checks and cell not in answers:
+            assert _metadata(cell)["locked"] and not _metadata(cell)["grade"]
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            assert "nbgrader" not in cell.metadata
+    ids = [_metadata(c)["grade_id"] for c in code] + [c.id for c in notebook.cells]
+    assert len(ids) == len(set(ids)), "grade ids and cell ids are unique"
+
+
+def test_metadata_command_is_idempotent_and_keeps_points(tmp_path):
+    from gradbook.grading.metadata import stale, write_metadata
+
+    source = nbformat.read(SOLUTIONS[0], as_version=4)
+    for cell in source.cells:  # as a notebook from before the metadata existed
+        cell.metadata.pop("nbgrader", None)
+    checks = [c for c in source.cells if CHECK_TAG in c.metadata.get("tags", [])]
+    source.cells[0].pop("id")
+    path = tmp_path / SOLUTIONS[0].name
+    nbformat.write(source, path)
+    assert stale(path) and main(["metadata", "--check", str(tmp_path)]) == 1
+    assert write_metadata(tmp_path) == [path]
+    assert not stale(path) and write_metadata(tmp_path) == []
+    first = path.read_text()
+    notebook = nbformat.read(path, as_version=4)
+    assert notebook.cells[0].id, "a missing cell id is given one"
+    # a stretch exercise weighs more: the stored points stay
+    stretch = next(c for c in notebook.cells if _metadata(c).get("grade_id", "").endswith("-ex2"))
+    stretch.metadata.nbgrader["points"] = 3
+    stretch.metadata.nbgrader["grade_id"] = "renamed"  # stale: refreshed from the position
+    nbformat.write(notebook, path)
+    assert write_metadata(tmp_path) == [path]
+    again = nbformat.read(path, as_version=4)
+    points = [_metadata(c)["points"] for c in again.cells if _metadata(c).get("grade")]
+    assert points == [1.0, 3.0] + [1.0] * (len(checks) - 2)
+    assert path.read_text() != first and write_metadata(tmp_path) == []
+    assert main(["metadata", "--check", str(tmp_path)]) == 0
+
+
+def test_chapter_ids_and_stub_names():
+    from gradbook.grading.course import exercise_name, stub
+    from gradbook.grading.metadata import chapter_id
+
+    assert chapter_id("01-orthogonal-gradients") == "ch01"
+    assert chapter_id("A-related-questions") == "chA"
+    with pytest.raises(ValueError, match="chapter number"):
+        chapter_id("orthogonal-gradients")
+    assert exercise_name("ch07-ex3-answer2") == "Exercise 7.3"
+    assert stub("chA-ex1-answer") == (f'raise NotImplementedError("Exercise A.1: {STUB_MESSAGE}")')
+
+
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=[p.stem for p in STUDENT_NOTEBOOKS])
+def test_release_is_nbgraders_with_stubs_that_name_the_exercise(path):
+    """Checksums from nbgrader, no solution left, one stub per answer, no hidden tests."""
+    from nbgrader.utils import compute_checksum
+
+    notebook = nbformat.read(path, as_version=4)
+    source = nbformat.read(ROOT / "solutions" / path.name, as_version=4)
+    answers = [c for c in notebook.cells if _metadata(c).get("solution")]
+    assert len(answers) == sum("### BEGIN SOLUTION" in c.source for c in source.cells)
+    for cell in notebook.cells:
+        meta = _metadata(cell)
+        if meta:
+            assert meta["checksum"] == compute_checksum(cell), meta["grade_id"]
+        assert "BEGIN SOLUTION" not in cell.source and "HIDDEN TESTS" not in cell.source
+        assert "solution" not in cell.metadata.get("tags", [])
+    for cell in answers:
+        number = re.fullmatch(r"ch0*(\w+)-ex(\d+)-answer\d*", _metadata(cell)["grade_id"])
+        assert f'NotImplementedError("Exercise {number[1]}.{number[2]}: {STUB_MESSAGE}")' in (
+            cell.source
+        )

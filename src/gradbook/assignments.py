@@ -1,42 +1,45 @@
-"""Exercise notebooks: generate them from the solutions, check they are in sync, grade them.
+"""Exercise notebooks: nbgrader metadata, the student release, the sync check, grading.
 
-``solutions/NN-slug.ipynb`` is the source of truth. A solution region in a code
-cell is marked as in nbgrader::
+``solutions/NN-slug.ipynb`` is the source of truth and an nbgrader source
+notebook. A solution region in a code cell is marked as in nbgrader::
 
     def orthogonal_component(g, x):
         ### BEGIN SOLUTION
         ...
         ### END SOLUTION
 
-:func:`strip_solutions` replaces every region with a ``raise NotImplementedError``
-stub at the marker's indentation, drops the markdown cells that only open or close
-a sphinx-exercise solution (and cells tagged ``solution``), turns
-``:::{exercise}`` blocks into plain headings, removes the MyST that only the book
-understands (``(label)=`` targets; ``{ref}`` and ``{doc}`` roles become plain text)
-and clears all outputs.
+``metadata`` writes the nbgrader metadata of every cell
+(:mod:`gradbook.grading.metadata`: answer cells are solution cells, check cells
+autograded test cells with points and a ``grade_id`` such as ``ch01-ex2``, other
+code cells locked). ``generate`` runs nbgrader's ``generate_assignment`` on each
+notebook (:mod:`gradbook.grading.course`: each solution region becomes
+``raise NotImplementedError("Exercise 1.2: replace this line with your solution")``,
+checksums included), then drops the markdown cells that only open or close a
+sphinx-exercise solution (and cells tagged ``solution``), turns ``:::{exercise}``
+blocks into plain headings and removes the MyST that only the book understands
+(``(label)=`` targets; ``{ref}`` and ``{doc}`` roles become plain text).
+:func:`strip_solutions` is the same clean-up without nbgrader.
 
 Command line (also reached through ``make assignments`` and ``make grade``)::
 
+    python -m gradbook.assignments metadata [solutions/] [--check]
     python -m gradbook.assignments generate [solutions/] [notebooks/]
     python -m gradbook.assignments check    [solutions/] [notebooks/]
-    python -m gradbook.assignments grade    SUBMISSIONS_DIR [--report _build/report.md]
-                                            [--kernel python3] [--timeout 600]
+    python -m gradbook.assignments grade    SUBMISSIONS_DIR [--timeout S] [--jobs N] ...
 
 ``generate`` writes one student notebook per solutions notebook and deletes the
 notebooks in the target folder that no longer have a source; ``check`` reports
-every difference without changing anything. ``grade`` runs each submission
-under one kernel (whatever its metadata says); a submission that cannot be run
-to the end (a cell past the timeout, a dead kernel) gets an error row in the
-report, and the other submissions are still graded.
+every difference (stale metadata included) without changing anything.
+``grade`` is :func:`gradbook.grading.grader.main` (``--help`` lists its options).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -166,6 +169,16 @@ def _plain_myst_markdown(source: str) -> str:
     return "\n".join(out)
 
 
+def is_solution_marker(markdown: str) -> bool:
+    """Whether a markdown cell only opens or closes a sphinx-exercise solution."""
+    return any(_SOLUTION_MARKER.match(line) for line in markdown.splitlines())
+
+
+def plain_markdown(markdown: str) -> str:
+    """Markdown of the book made readable outside it: exercise blocks, targets, roles."""
+    return _plain_myst_markdown(_plain_exercise_markdown(markdown))
+
+
 def strip_solutions(notebook: NotebookNode, name: str = "notebook") -> NotebookNode:
     """Return the student version of a solutions ``notebook`` (the input is not changed)."""
     student = copy.deepcopy(notebook)
@@ -175,9 +188,9 @@ def strip_solutions(notebook: NotebookNode, name: str = "notebook") -> NotebookN
         if SOLUTION_TAG in tags:
             continue
         if cell.cell_type == "markdown":
-            if any(_SOLUTION_MARKER.match(line) for line in cell.source.splitlines()):
+            if is_solution_marker(cell.source):
                 continue
-            cell.source = _plain_myst_markdown(_plain_exercise_markdown(cell.source))
+            cell.source = plain_markdown(cell.source)
         elif cell.cell_type == "code":
             cell.source = strip_code(cell.source, f"{name}, cell {index}")
             cell.outputs = []
@@ -192,10 +205,30 @@ def _pairs(solutions: Path, notebooks: Path) -> list[tuple[Path, Path]]:
     return [(path, notebooks / path.name) for path in sorted(solutions.glob("*.ipynb"))]
 
 
+def render_all(solutions: Path = Path("solutions")) -> dict[str, str]:
+    """The text of every student notebook, keyed by file name, as nbgrader releases it.
+
+    Each solutions notebook goes through nbgrader's ``generate_assignment`` in a
+    temporary course (:func:`gradbook.grading.course.release`), then through the
+    MyST clean-up of :func:`gradbook.grading.course.student_version`.
+    """
+    from gradbook.grading.course import release
+
+    paths = sorted(Path(solutions).glob("*.ipynb"))
+    key = tuple((path.name, hashlib.sha256(path.read_bytes()).hexdigest()) for path in paths)
+    if key not in _RENDERED:  # one nbgrader run per content of solutions/ in a process
+        _RENDERED[key] = release(paths)
+    return dict(_RENDERED[key])
+
+
+_RENDERED: dict[tuple, dict[str, str]] = {}
+
+
 def render(solution_path: Path) -> str:
     """The text the student notebook generated from ``solution_path`` must have."""
-    notebook = nbformat.read(solution_path, as_version=4)
-    return nbformat.writes(strip_solutions(notebook, solution_path.stem)) + "\n"
+    from gradbook.grading.course import release
+
+    return release([Path(solution_path)])[Path(solution_path).name]
 
 
 class Generated(NamedTuple):
@@ -211,20 +244,38 @@ def orphans(solutions: Path = Path("solutions"), notebooks: Path = Path("noteboo
     return sorted(p for p in notebooks.glob("*.ipynb") if p.name not in expected)
 
 
+def _metadata_problems(solutions: Path) -> list[str]:
+    from gradbook.grading.metadata import stale
+
+    return [
+        f"{path} lacks fresh nbgrader metadata (run `make assignments`)"
+        for path in sorted(Path(solutions).glob("*.ipynb"))
+        if stale(path)
+    ]
+
+
 def generate(solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")) -> Generated:
     """Write the student version of every solutions notebook and delete the orphans.
 
     Orphans are the ``.ipynb`` files in ``notebooks`` without a source in
     ``solutions`` (left behind when an exercise notebook is renamed or removed);
     nothing else in ``notebooks`` is touched.
+
+    Raises:
+        ValueError: a solutions notebook lacks fresh nbgrader metadata (run
+            ``python -m gradbook.assignments metadata`` first).
     """
+    if problems := _metadata_problems(solutions):
+        raise ValueError("\n".join(problems))
     notebooks.mkdir(parents=True, exist_ok=True)
     removed = orphans(solutions, notebooks)
     for path in removed:
         path.unlink()
+    texts = render_all(solutions)
     written = []
-    for solution, student in _pairs(solutions, notebooks):
-        student.write_text(render(solution))
+    for _, student in _pairs(solutions, notebooks):
+        if not student.exists() or student.read_text() != texts[student.name]:
+            student.write_text(texts[student.name])
         written.append(student)
     return Generated(written, removed)
 
@@ -232,40 +283,19 @@ def generate(solutions: Path = Path("solutions"), notebooks: Path = Path("notebo
 def out_of_sync(
     solutions: Path = Path("solutions"), notebooks: Path = Path("notebooks")
 ) -> list[str]:
-    """Describe every way ``notebooks/`` differs from what ``solutions/`` generates."""
-    problems = [f"{path} has no source in {solutions}/" for path in orphans(solutions, notebooks)]
-    for solution, student in _pairs(solutions, notebooks):
+    """Describe every way ``notebooks/`` differs from what ``solutions/`` generates.
+
+    Stale nbgrader metadata in ``solutions/`` counts as a difference too.
+    """
+    problems = _metadata_problems(solutions)
+    problems += [f"{path} has no source in {solutions}/" for path in orphans(solutions, notebooks)]
+    texts = render_all(solutions)
+    for _, student in _pairs(solutions, notebooks):
         if not student.exists():
             problems.append(f"{student} is missing")
-        elif student.read_text() != render(solution):
-            problems.append(f"{student} differs from what {solution} generates")
+        elif student.read_text() != texts[student.name]:
+            problems.append(f"{student} differs from what {solutions}/{student.name} generates")
     return problems
-
-
-@dataclass
-class CheckResult:
-    """The outcome of one check cell in a graded notebook.
-
-    A row with ``cell=None`` is about the whole notebook: it could not be run to
-    the end, and ``message`` says why.
-    """
-
-    notebook: str
-    cell: int | None
-    check: str
-    status: str  # "passed", "failed", "not attempted" or "error"
-    message: str
-
-
-def _status(cell: NotebookNode) -> tuple[str, str]:
-    for output in cell.get("outputs", []):
-        if output.output_type == "error":
-            kind = {"ExerciseNotAttempted": "not attempted", "ExerciseFailed": "failed"}
-            return kind.get(output.ename, "error"), f"{output.ename}: {output.evalue}"
-    text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
-    if "PASSED" in text:
-        return "passed", text.strip().splitlines()[-1]
-    return "error", "the check printed no PASSED line"
 
 
 def execute_notebook(
@@ -328,134 +358,47 @@ def execute_notebook(
     return notebook
 
 
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    text = (str(error).strip().splitlines() or [""])[0]
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def grade_notebook(path: Path, timeout: int = 600, kernel: str = "python3") -> list[CheckResult]:
-    """Execute ``path`` (errors allowed) under ``kernel`` and read every check cell.
-
-    Outputs stored in the submission are cleared first, so only what this run
-    prints counts. When the notebook cannot be run to the end (it cannot be
-    read, the kernel does not start or dies, a cell exceeds ``timeout``), the
-    checks that did run are still read, every other check is an ``error`` row,
-    and one more ``error`` row with ``cell=None`` says what stopped the run.
-    """
-    try:
-        notebook = nbformat.read(path, as_version=4)
-    except Exception as error:  # a submission that is not a notebook at all
-        return [CheckResult(path.name, None, "(notebook)", "error", _first_line(error))]
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-
-    executed: set[int] = set()
-
-    def record(cell: NotebookNode, cell_index: int, **_: Any) -> None:
-        executed.add(cell_index)
-
-    stopped = None
-    try:
-        execute_notebook(
-            notebook,
-            allow_errors=True,
-            timeout=timeout,
-            kernel=kernel,
-            cwd=path.parent,
-            on_cell_executed=record,
-        )
-    except Exception as error:  # one broken submission must not end the grading run
-        stopped = error
-
-    code = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and c.source.strip()]
-    unfinished = [i for i in code if i not in executed]
-    why = ""
-    if stopped is not None:
-        where = f"cell {unfinished[0]}" if unfinished and executed else "the start"
-        why = f"the run stopped at {where}: {_first_line(stopped)}"
-
-    results = []
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type == "code" and CHECK_TAG in cell.metadata.get("tags", []):
-            check = cell.source.strip().splitlines()[-1] if cell.source.strip() else "?"
-            if index in executed:
-                status, message = _status(cell)
-            elif stopped is not None:
-                status, message = "error", f"not run ({why})"
-            else:
-                status, message = "error", "the check cell did not run (it is empty or skipped)"
-            results.append(CheckResult(path.name, index, check, status, message))
-    if stopped is not None:
-        results.append(CheckResult(path.name, None, "(notebook)", "error", why))
-    return results
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def write_report(results: list[CheckResult], report: Path) -> None:
-    """Write a markdown report: a summary per notebook, then every check.
-
-    The summary counts the check rows (not the ``cell=None`` rows); its ``note``
-    says when a notebook could not be run to the end.
-    """
-    lines = [
-        "# Exercise report",
-        "",
-        "| notebook | passed | checks | note |",
-        "|---|---|---|---|",
-    ]
-    for name in sorted({r.notebook for r in results}):
-        checks = [r for r in results if r.notebook == name and r.cell is not None]
-        stopped = [r for r in results if r.notebook == name and r.cell is None]
-        passed = sum(r.status == "passed" for r in checks)
-        note = "did not run to the end: " + _cell(stopped[0].message) if stopped else ""
-        lines.append(f"| {name} | {passed} | {len(checks)} | {note} |")
-    lines += ["", "| notebook | cell | check | status | message |", "|---|---|---|---|---|"]
-    for r in results:
-        cell = "-" if r.cell is None else r.cell
-        lines.append(f"| {r.notebook} | {cell} | `{r.check}` | {r.status} | {_cell(r.message)} |")
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text("\n".join(lines) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gradbook.assignments", description=__doc__.splitlines()[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     helps = {
-        "generate": "write notebooks/ from solutions/ and delete notebooks without a source",
+        "generate": "write notebooks/ from solutions/ with nbgrader and delete notebooks "
+        "without a source",
         "check": "report every way notebooks/ differs from what solutions/ generates",
     }
     for command, text in helps.items():
         sub = commands.add_parser(command, help=text, description=text)
         sub.add_argument("solutions", nargs="?", type=Path, default=Path("solutions"))
         sub.add_argument("notebooks", nargs="?", type=Path, default=Path("notebooks"))
-    text = "run every notebook in a folder and write a report of its checks"
-    grade = commands.add_parser("grade", help=text, description=text)
-    grade.add_argument("submissions", type=Path, help="folder of submitted .ipynb files")
-    grade.add_argument(
-        "--report",
-        type=Path,
-        default=Path("_build/report.md"),
-        help="where the markdown report goes (default: %(default)s)",
+    text = "add or refresh the nbgrader metadata of every solutions notebook"
+    metadata = commands.add_parser("metadata", help=text, description=text)
+    metadata.add_argument("solutions", nargs="?", type=Path, default=Path("solutions"))
+    metadata.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a notebook is stale"
     )
-    grade.add_argument(
-        "--kernel",
-        default="python3",
-        help="kernel every submission runs under, whatever its metadata names "
-        "(default: %(default)s)",
-    )
-    grade.add_argument(
-        "--timeout", type=int, default=600, help="seconds each cell may take (default: 600)"
-    )
-    args = parser.parse_args(argv)
+    text = "grade a folder of submissions with nbgrader, each kernel in a sandbox"
+    commands.add_parser("grade", help=text, description=text, add_help=False)
+    args, rest = parser.parse_known_args(argv)
 
+    if args.command == "grade":
+        from gradbook.grading.grader import main as grade_main
+
+        return grade_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "metadata":
+        from gradbook.grading.metadata import stale, write_metadata
+
+        if args.check:
+            paths = [p for p in sorted(args.solutions.glob("*.ipynb")) if stale(p)]
+            for path in paths:
+                print(f"{path} lacks fresh nbgrader metadata")
+            return 1 if paths else 0
+        for path in write_metadata(args.solutions):
+            print(f"wrote nbgrader metadata into {path}")
+        return 0
     if args.command == "generate":
         done = generate(args.solutions, args.notebooks)
         for path in done.removed:
@@ -463,25 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in done.written:
             print(f"wrote {path}")
         return 0
-    if args.command == "check":
-        problems = out_of_sync(args.solutions, args.notebooks)
-        for problem in problems:
-            print(problem)
-        if problems:
-            print("run `make assignments` to regenerate notebooks/")
-        return 1 if problems else 0
-    results = []
-    for path in sorted(args.submissions.glob("*.ipynb")):
-        print(f"grading {path} ...", flush=True)
-        results += grade_notebook(path, timeout=args.timeout, kernel=args.kernel)
-    write_report(results, args.report)
-    checks = [r for r in results if r.cell is not None]
-    passed = sum(r.status == "passed" for r in checks)
-    print(f"{passed} of {len(checks)} checks passed; report in {args.report}")
-    stopped = sorted({r.notebook for r in results if r.cell is None})
-    if stopped:
-        print(f"{len(stopped)} notebook(s) did not run to the end: {', '.join(stopped)}")
-    return 0
+    problems = out_of_sync(args.solutions, args.notebooks)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print("run `make assignments` to regenerate notebooks/")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
