@@ -312,3 +312,30 @@ def test_release_is_nbgraders_with_stubs_that_name_the_exercise(path):
         assert f'NotImplementedError("Exercise {number[1]}.{number[2]}: {STUB_MESSAGE}")' in (
             cell.source
         )
+
+
+def test_student_headings_are_numbered_as_in_the_book():
+    from nbformat.v4 import new_markdown_cell, new_notebook
+
+    from gradbook.assignments import chapter_key
+
+    cells = [
+        new_markdown_cell(":::{exercise} First\n:label: ex-a\n\nDo it.\n:::"),
+        new_markdown_cell("Between."),
+        new_markdown_cell(":::{exercise} Second\n:::"),
+    ]
+    for name, first, second in [
+        ("04-convolution-pseudo-inverse", "Exercise 4.1: First", "Exercise 4.2: Second"),
+        ("A-related-questions", "Exercise A.1: First", "Exercise A.2: Second"),
+        ("scratch", "Exercise: First", "Exercise: Second"),
+    ]:
+        student = strip_solutions(new_notebook(cells=cells), name)
+        headings = [cell.source.splitlines()[0] for cell in student.cells]
+        assert headings == [f"**{first}**", "Between.", f"**{second}**"]
+    assert [chapter_key(n) for n in ("01-a", "10-b.ipynb", "03a-c", "A-d", "x-y")] == [
+        "1",
+        "10",
+        "3a",
+        "A",
+        None,
+    ]

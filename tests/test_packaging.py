@@ -40,7 +40,14 @@ EXTRA_MODULES = [
 ]
 
 #: Modules that need an extra to be imported at all, and the extra.
-NEEDS_EXTRA = {"gradbook.assignments": "grading"}
+NEEDS_EXTRA = {
+    "gradbook.assignments": "grading",
+    "gradbook.grading": "grading",
+    "gradbook.grading.course": "grading",
+    "gradbook.grading.grader": "grading",
+    "gradbook.grading.metadata": "grading",
+    "gradbook.grading.sandbox": "grading",
+}
 
 #: The import name of each core dependency in pyproject.toml.
 CORE_IMPORTS = {"torch", "numpy", "scipy", "matplotlib", "tqdm"}

@@ -14,7 +14,8 @@ One module per idea, with the chapter that teaches it in parentheses:
 - :mod:`gradbook.related`     short answers to related questions (appendix)
 - :mod:`gradbook.lesson`      what the lessons share: sources, benchmark results, figure style
 - :mod:`gradbook.exercises`   the checks students call from exercise notebooks
-- :mod:`gradbook.assignments` student notebooks from solutions, and grading (the ``grading`` extra)
+- :mod:`gradbook.assignments` student notebooks from solutions, in sync (the ``grading`` extra)
+- :mod:`gradbook.grading`     nbgrader's autograder, each kernel in a sandbox (the ``grading`` extra)
 """
 
 __version__ = "0.1.0"

@@ -38,8 +38,10 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import itertools
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -92,8 +94,24 @@ def strip_code(source: str, exercise: str = "exercise") -> str:
     return "\n".join(out)
 
 
-def _plain_exercise_markdown(source: str) -> str:
-    """Turn ``:::{exercise} Title`` blocks (options, closing fence) into plain markdown."""
+def chapter_key(name: str) -> str | None:
+    """The chapter of a notebook as its exercises are numbered (``"1"``, ``"A"``), or None.
+
+    >>> chapter_key("01-orthogonal-gradients"), chapter_key("A-related-questions.ipynb")
+    ('1', 'A')
+    >>> chapter_key("scratch") is None
+    True
+    """
+    match = re.match(r"(?:0*(\d+[a-z]?)|([A-Z]))-", Path(name).name)
+    return None if match is None else match[1] or match[2]
+
+
+def _plain_exercise_markdown(source: str, numbers: Iterator[str] | None = None) -> str:
+    """Turn ``:::{exercise} Title`` blocks (options, closing fence) into plain markdown.
+
+    Each block becomes a bold ``Exercise N.k: Title`` heading, ``N.k`` taken from
+    ``numbers`` (the book numbers its exercises the same way), or ``Exercise: Title``.
+    """
     lines = source.splitlines()
     out: list[str] = []
     fence = None
@@ -102,7 +120,8 @@ def _plain_exercise_markdown(source: str) -> str:
         if fence is None and opened:
             fence = opened["fence"]
             title = opened["title"].strip()
-            out.append(f"**Exercise{': ' + title if title else ''}**")
+            number = f" {next(numbers)}" if numbers is not None else ""
+            out.append(f"**Exercise{number}{': ' + title if title else ''}**")
             continue
         if fence is not None and re.match(r"^\s*:[a-z-]+:", line) and out[-1].startswith("**"):
             continue  # a directive option such as :label:
@@ -111,6 +130,15 @@ def _plain_exercise_markdown(source: str) -> str:
             continue
         out.append(line)
     return "\n".join(out)
+
+
+def exercise_numbers(name: str) -> Iterator[str] | None:
+    """``"N.1"``, ``"N.2"``, ... for the exercises of the notebook ``name`` (chapter N).
+
+    None when ``name`` names no chapter: its exercises stay unnumbered.
+    """
+    chapter = chapter_key(name)
+    return None if chapter is None else (f"{chapter}.{k}" for k in itertools.count(1))
 
 
 def readable_target(target: str) -> str:
@@ -174,14 +202,18 @@ def is_solution_marker(markdown: str) -> bool:
     return any(_SOLUTION_MARKER.match(line) for line in markdown.splitlines())
 
 
-def plain_markdown(markdown: str) -> str:
-    """Markdown of the book made readable outside it: exercise blocks, targets, roles."""
-    return _plain_myst_markdown(_plain_exercise_markdown(markdown))
+def plain_markdown(markdown: str, numbers: Iterator[str] | None = None) -> str:
+    """Markdown of the book made readable outside it: exercise blocks, targets, roles.
+
+    ``numbers`` (see :func:`exercise_numbers`) numbers the exercise headings.
+    """
+    return _plain_myst_markdown(_plain_exercise_markdown(markdown, numbers))
 
 
 def strip_solutions(notebook: NotebookNode, name: str = "notebook") -> NotebookNode:
     """Return the student version of a solutions ``notebook`` (the input is not changed)."""
     student = copy.deepcopy(notebook)
+    numbers = exercise_numbers(name)
     cells = []
     for index, cell in enumerate(student.cells):
         tags = cell.get("metadata", {}).get("tags", [])
@@ -190,7 +222,7 @@ def strip_solutions(notebook: NotebookNode, name: str = "notebook") -> NotebookN
         if cell.cell_type == "markdown":
             if is_solution_marker(cell.source):
                 continue
-            cell.source = plain_markdown(cell.source)
+            cell.source = plain_markdown(cell.source, numbers)
         elif cell.cell_type == "code":
             cell.source = strip_code(cell.source, f"{name}, cell {index}")
             cell.outputs = []

@@ -120,16 +120,23 @@ def generate(root: Path, solutions: list[Path], db_url: str | None = None) -> di
     return released
 
 
-def student_version(released: NotebookNode) -> NotebookNode:
+def student_version(released: NotebookNode, name: str = "notebook") -> NotebookNode:
     """nbgrader's release made readable outside the book (changed in place).
 
     Cells tagged ``solution`` and the markdown cells that open or close a
-    sphinx-exercise solution are dropped; exercise blocks become headings and
+    sphinx-exercise solution are dropped; exercise blocks become headings
+    numbered as in the book (``Exercise 1.2``, from the notebook ``name``) and
     MyST-only markup becomes plain text. Code cells are left as nbgrader wrote
     them (their checksums stay valid).
     """
-    from gradbook.assignments import SOLUTION_TAG, is_solution_marker, plain_markdown
+    from gradbook.assignments import (
+        SOLUTION_TAG,
+        exercise_numbers,
+        is_solution_marker,
+        plain_markdown,
+    )
 
+    numbers = exercise_numbers(name)
     cells = []
     for cell in released.cells:
         if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
@@ -137,7 +144,7 @@ def student_version(released: NotebookNode) -> NotebookNode:
         if cell.cell_type == "markdown":
             if is_solution_marker(cell.source):
                 continue
-            cell.source = plain_markdown(cell.source)
+            cell.source = plain_markdown(cell.source, numbers)
         else:
             cell.metadata.pop("execution", None)
         cells.append(cell)
@@ -155,6 +162,6 @@ def release(solutions: list[Path], root: Path | None = None) -> dict[str, str]:
         db_url = None if root is not None else f"sqlite:///{Path(scratch) / 'gradebook.db'}"
         out = {}
         for name, path in generate(course, solutions, db_url).items():
-            notebook = student_version(nbformat.read(path, as_version=4))
+            notebook = student_version(nbformat.read(path, as_version=4), name)
             out[f"{name}.ipynb"] = nbformat.writes(notebook) + "\n"
         return out
