@@ -191,3 +191,46 @@ def test_a_failure_of_the_check_itself_shows_no_check_source():
     with pytest.raises(ExerciseNotAttempted) as info:
         attempt("Exercise 0", lambda: (_ for _ in ()).throw(NotImplementedError()))
     assert len(info.value._render_traceback_()) == 1
+
+
+def test_blame_earlier_stub_names_the_unsolved_exercise():
+    from gradbook.exercises._core import STUB_MESSAGE, blame_earlier_stub
+
+    def hat(v):
+        raise NotImplementedError(f"Exercise 6.1: {STUB_MESSAGE}")
+
+    def exp(v):
+        return hat(v)
+
+    def own_stub(v):
+        raise NotImplementedError(f"Exercise 6.2: {STUB_MESSAGE}")
+
+    for answer, expected in [(exp, "still the stub of Exercise 6.1"), (own_stub, None)]:
+        with pytest.raises(ExerciseNotAttempted) as info:
+            attempt("Exercise 6.2", answer, 0)
+        if expected is None:  # the answer itself is the stub: quiet
+            blame_earlier_stub("Exercise 6.2", answer, info.value, {"hat": "Exercise 6.1"})
+        else:
+            with pytest.raises(ExerciseFailed, match=f"calls `hat`, which is {expected}"):
+                blame_earlier_stub("Exercise 6.2", answer, info.value, {"hat": "Exercise 6.1"})
+    with pytest.raises(ExerciseNotAttempted) as info:
+        attempt("Exercise 6.2", exp, 0)
+    with pytest.raises(ExerciseFailed, match="still an unsolved stub"):
+        blame_earlier_stub("Exercise 6.2", exp, info.value, {})
+
+
+def test_one_thread_runs_on_one_thread_and_restores():
+    from gradbook.exercises._core import one_thread
+
+    before = torch.get_num_threads()
+    seen = []
+
+    @one_thread
+    def check():
+        seen.append(torch.get_num_threads())
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        check()
+    assert seen == [1] and torch.get_num_threads() == before
+    assert check.__name__ == "check"

@@ -20,6 +20,7 @@ only (``ExerciseFailed._render_traceback_``), never the check's source.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sysconfig
 import traceback
@@ -243,6 +244,53 @@ def _raiser_code(qualified_name: str) -> CodeType:
         namespace,
     )
     return namespace["disabled"].__code__
+
+
+def blame_earlier_stub(
+    exercise: str, answer: object, error: ExerciseNotAttempted, earlier: Mapping[str, str]
+) -> None:
+    """Fail naming the earlier exercise when the stub that raised is not ``answer`` itself.
+
+    ``error`` is what :func:`attempt` raised for a stub; ``earlier`` maps the names of
+    the functions of earlier exercises to those exercises (``{"hat": "Exercise 6.1"}``).
+    A function of this exercise that builds on an unsolved one is then told to solve
+    that one first, instead of being called unattempted. Returns quietly otherwise.
+    """
+    raised = error.__context__
+    frames = getattr(raised, "__traceback__", None)
+    if frames is None:
+        return
+    while frames.tb_next is not None:
+        frames = frames.tb_next
+    code = frames.tb_frame.f_code
+    if code is getattr(answer, "__code__", None):
+        return
+    which = f"the stub of {earlier[code.co_name]}" if code.co_name in earlier else None
+    fail(
+        exercise,
+        f"your function calls `{code.co_name}`, which is still {which or 'an unsolved stub'} "
+        "(it raises NotImplementedError). Solve that exercise first, until its check "
+        "passes, then run this check again.",
+    )
+
+
+def one_thread(check: Callable[..., Passed]) -> Callable[..., Passed]:
+    """Run ``check`` on one CPU thread (the thread count is restored afterwards).
+
+    For checks made of thousands of tiny tensor operations: one thread is as fast as
+    several on an idle machine and many times faster on a busy one.
+    """
+
+    @functools.wraps(check)
+    def single_threaded(*args: Any, **kwargs: Any) -> Passed:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return single_threaded
 
 
 def fail(exercise: str, message: str) -> NoReturn:

@@ -27,7 +27,6 @@ reference kernels (``torch._refs``) that forward mode runs for captured tensors.
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -48,6 +47,7 @@ from gradbook.exercises._core import (
     diagnose,
     fail,
     forbid,
+    one_thread,
     passed,
     randn,
 )
@@ -62,25 +62,6 @@ from gradbook.jacobian import (
 _ROWS_ARE_OUTPUTS = (
     "rows of the Jacobian belong to the entries of the output, columns to the entries of the input."
 )
-
-
-def _one_thread(check: Callable[..., Passed]) -> Callable[..., Passed]:
-    """Run ``check`` on one CPU thread (restored afterwards).
-
-    Its work is thousands of tiny tensor operations, for which one thread is as
-    fast as several on an idle machine and many times faster on a busy one.
-    """
-
-    @functools.wraps(check)
-    def single_threaded(*args: Any, **kwargs: Any) -> Passed:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-
-    return single_threaded
 
 
 # --------------------------------------------------------------------------- probes
@@ -224,7 +205,7 @@ def _vec_problems() -> list[tuple[str, Callable[[Tensor], Tensor], Tensor]]:
     ]
 
 
-@_one_thread
+@one_thread
 def check_vec_jacobian(vec_jacobian: Callable[[Callable, Tensor], Tensor]) -> Passed:
     """Exercise 3.1: ``vec_jacobian(F, X)``, the Jacobian of ``vec F(X)`` in ``vec X``.
 
@@ -355,7 +336,7 @@ def _budget_mistakes(budget: int, m: int, n: int, size: int) -> list[tuple[int, 
     ]
 
 
-@_one_thread
+@one_thread
 def check_jacobian_in_budget(
     jacobian_in_budget: Callable[[Callable, Tensor, int], Tensor],
 ) -> Passed:
@@ -508,7 +489,7 @@ _HVP_HINTS = {
 }
 
 
-@_one_thread
+@one_thread
 def check_hvp(hvp: Callable[[Callable, Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 3.3: ``hvp(f, x, v)`` is ``H(x) v`` for a scalar ``f``, without forming ``H``."""
     name = "Exercise 3.3 (a Hessian-vector product without the Hessian)"
@@ -625,7 +606,7 @@ def _weights_problem(seed: int) -> tuple[Callable, Tensor, dict[str, Tensor], Te
     return f, x, params, tanh_mlp_jacobian(params, x)
 
 
-@_one_thread
+@one_thread
 def check_jacfwd_weights(
     jacfwd_weights: Callable[[Callable, Tensor, dict[str, Tensor]], Tensor],
 ) -> Passed:

@@ -19,7 +19,6 @@ used. Every function an exercise asks for is rejected when it calls the
 
 from __future__ import annotations
 
-import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from gradbook.exercises._core import (
     diagnose,
     fail,
     forbid,
+    one_thread,
     passed,
     randn,
 )
@@ -137,29 +137,10 @@ class _Calls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _one_thread(check: Callable[..., Passed]) -> Callable[..., Passed]:
-    """Run ``check`` on one CPU thread (restored afterwards).
-
-    Its work is thousands of tiny tensor operations, for which one thread is as
-    fast as several on an idle machine and many times faster on a busy one.
-    """
-
-    @functools.wraps(check)
-    def single_threaded(*args: Any, **kwargs: Any) -> Passed:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-
-    return single_threaded
-
-
 # --------------------------------------------------------------------------- 4.1
 
 
-@_one_thread
+@one_thread
 def check_symbol_1ch(symbol_1ch: Callable[[Tensor, int, int], Tensor]) -> Passed:
     """Exercise 4.1: ``symbol_1ch(kernel, H, W)``, the ``(H, W // 2 + 1)`` symbol of one kernel."""
     name = "Exercise 4.1 (the symbol of one channel)"
@@ -350,7 +331,7 @@ def _pinv_case(
     )
 
 
-@_one_thread
+@one_thread
 def check_circular_pinv(circular_pinv: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 4.2: ``circular_pinv(y, weight)`` is the FFT pseudo-inverse for circular padding.
 
@@ -452,7 +433,7 @@ def _tikhonov_case(
     )
 
 
-@_one_thread
+@one_thread
 def check_tikhonov(tikhonov: Callable[[Tensor, Tensor, float], Tensor]) -> Passed:
     """Exercise 4.3: ``tikhonov(y, weight, lam)``: ``X(w) = (A^H A + lam I)^-1 A^H Y(w)``."""
     name = "Exercise 4.3 (Tikhonov regularisation)"
@@ -532,7 +513,7 @@ def _adjoint_case(
     )
 
 
-@_one_thread
+@one_thread
 def check_conv_adjoint(conv_adjoint: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 4.4: ``conv_adjoint(y, weight)``, the adjoint of ``conv2d(x, w, padding=1)``."""
     name = "Exercise 4.4 (the adjoint of conv2d)"
@@ -552,7 +533,7 @@ def _dense_pinv_solution(y: Tensor, weight: Tensor) -> Tensor:
     return solution.T.reshape(B, weight.shape[1], H, W)
 
 
-@_one_thread
+@one_thread
 def check_solve_zero_padded(solve: Callable[[Tensor, Tensor], Tensor]) -> Passed:
     """Exercise 4.5: ``solve(y, weight)`` is the minimum-norm least-squares inverse of
     ``conv2d(padding=1)``, checked against the dense pseudo-inverse."""
@@ -624,7 +605,7 @@ def _plain_iterations(y: Tensor, weight: Tensor) -> int:
     return info.iterations
 
 
-@_one_thread
+@one_thread
 def check_preconditioned_cgls(
     circulant_preconditioner: Callable[[Tensor, tuple[int, int], float], Callable],
     pcgls: Callable[[Tensor, Tensor], Tensor],

@@ -30,6 +30,7 @@ from gradbook.exercises._core import (
     Passed,
     answer_tensor,
     attempt,
+    blame_earlier_stub,
     close,
     fail,
     forbid,
@@ -109,29 +110,8 @@ def _run(
             "differentiable at small angles. Write it yourself.",
         )
     except ExerciseNotAttempted as error:
-        _blame_earlier_stub(exercise, answer, error)
+        blame_earlier_stub(exercise, answer, error, _EARLIER)
         raise
-
-
-def _blame_earlier_stub(exercise: str, answer: object, error: ExerciseNotAttempted) -> None:
-    """Fail naming the earlier exercise when the stub that raised is not ``answer`` itself."""
-    raised = error.__context__
-    traceback = getattr(raised, "__traceback__", None)
-    if traceback is None:
-        return
-    while traceback.tb_next is not None:
-        traceback = traceback.tb_next
-    code = traceback.tb_frame.f_code
-    if code is getattr(answer, "__code__", None):
-        return
-    earlier = _EARLIER.get(code.co_name)
-    which = f"the stub of {earlier}" if earlier else "an unsolved stub"
-    fail(
-        exercise,
-        f"your function calls `{code.co_name}`, which is still {which} (it raises "
-        "NotImplementedError). Solve that exercise first, until its check passes, then "
-        "run this check again.",
-    )
 
 
 # ----------------------------------------------------------------------------- 6.1
