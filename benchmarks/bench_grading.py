@@ -29,12 +29,10 @@ import argparse
 import csv
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results
 
 from gradbook.assignments import execute_notebook

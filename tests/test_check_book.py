@@ -7,24 +7,20 @@ Chromium); these tests cover what decides pass or fail, without either.
 from __future__ import annotations
 
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 
+import bib_style
+import chapter_numbers
+import check_book
+import launch_links
 import nbformat
 import pytest
+import solution_markers
+import student_edition
+from check_book import Finding
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-
-import bib_style  # noqa: E402
-import chapter_numbers  # noqa: E402
-import check_book  # noqa: E402
-import launch_links  # noqa: E402
-import solution_markers  # noqa: E402
-import student_edition  # noqa: E402
-from check_book import Finding  # noqa: E402
 
 # --- check_book ----------------------------------------------------------------------
 

@@ -18,16 +18,14 @@ import types
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import install_torch
+import nbbuild
 import nbformat
 import pytest
+import set_repository
+import write_environment
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-
-import install_torch  # noqa: E402
-import nbbuild  # noqa: E402
-import set_repository  # noqa: E402
-import write_environment  # noqa: E402
 
 BINDER = ROOT / "binder"
 LOCK = ROOT / "requirements" / "lock.txt"

@@ -29,13 +29,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbbuild
 import nbformat
+from nbbuild import clone_commands, colab_install_source, repository_url
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-
-import nbbuild  # noqa: E402
-from nbbuild import clone_commands, colab_install_source, repository_url  # noqa: E402
 
 REVISION_HEADER = """\
 # The gradbook revision that the Colab install cell of every notebook installs: a tag

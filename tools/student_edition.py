@@ -27,10 +27,9 @@ from pathlib import Path
 import nbformat
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+from gradbook.assignments import CHECK_TAG, SOLUTION_TAG, strip_code
 
-from gradbook.assignments import CHECK_TAG, SOLUTION_TAG, strip_code  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SOLUTION_DIRECTIVE = re.compile(r"^\s*:{3,}\s*\{solution(?:-start|-end)?\}", re.MULTILINE)
 EXERCISE_DIRECTIVE = re.compile(r"^\s*:{3,}\s*\{exercise(?:-start)?\}", re.MULTILINE)

@@ -15,7 +15,7 @@ One module per idea, with the chapter that teaches it in parentheses:
 - :mod:`gradbook.lesson`      what the lessons share: sources, benchmark results, figure style
 - :mod:`gradbook.exercises`   the checks students call from exercise notebooks
 - :mod:`gradbook.assignments` student notebooks from solutions, in sync (the ``grading`` extra)
-- :mod:`gradbook.grading`     nbgrader's autograder, each kernel in a sandbox (the ``grading`` extra)
+- :mod:`gradbook.grading`     nbgrader's autograder, kernels sandboxed (the ``grading`` extra)
 """
 
 __version__ = "0.1.0"
