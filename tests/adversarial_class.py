@@ -5,8 +5,8 @@
 Every submission starts from the student release ``notebooks/01-orthogonal-gradients.ipynb``
 (its nbgrader metadata included, as a student's saved file has it); answers are
 filled in from ``solutions/``. :func:`build` returns what each student deserves
-(the points their real answers earn, out of 4) and the host paths a malicious
-submission tries to write, so a test can check the grader against both.
+(the points their real answers earn, out of :data:`MAX_SCORE`) and the host paths
+a malicious submission tries to write, so a test can check the grader against both.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NAME = "01-orthogonal-gradients"
 RELEASE = ROOT / "notebooks" / f"{NAME}.ipynb"
 SOURCE = ROOT / "solutions" / f"{NAME}.ipynb"
-MAX_SCORE = 4
 #: A word in the command line of the detached process, to look for it afterwards.
 MARKER = "gradbook-adversarial-detached"
 
@@ -50,6 +49,15 @@ def release():
     return nbformat.read(RELEASE, as_version=4)
 
 
+#: One point per check cell of the release.
+MAX_SCORE = sum(
+    1
+    for cell in release().cells
+    if _grade_id(cell).endswith(tuple("0123456789")) and "-ex" in _grade_id(cell)
+)
+EVERY = tuple(range(1, MAX_SCORE + 1))
+
+
 def solved(*exercises: int):
     """The release with the real answers of ``exercises`` filled in."""
     notebook = release()
@@ -58,8 +66,11 @@ def solved(*exercises: int):
     return notebook
 
 
-def build(target: Path, outside: Path) -> dict:
+def build(target: Path, outside: Path, port: int | None = None) -> dict:
     """Write the class into ``target``; ``outside`` is a host folder nothing may write into.
+
+    ``port``: a port on which the host listens on 127.0.0.1; the malicious submission
+    tries to connect to it (its sandbox has a loopback of its own, so it must fail).
 
     Returns ``{"expected": {student: score}, "not_graded": [file names],
     "outside": [paths that must not exist afterwards]}``.
@@ -74,20 +85,20 @@ def build(target: Path, outside: Path) -> dict:
         nbformat.write(notebook, path)
         expected[student] = score
 
-    save(solved(1, 2, 3, 4), "correct.ipynb", "correct", 4)
+    save(solved(*EVERY), "correct.ipynb", "correct", MAX_SCORE)
 
-    wrong = solved(2, 3, 4)  # Exercise 1.1 answered with the elementwise product
+    wrong = solved(*EVERY[1:])  # Exercise 1.1 answered with the elementwise product
     _answer(wrong, 1).source = "def dot(a, b):\n    return a * b"
-    save(wrong, "wrong.ipynb", "wrong", 3)
+    save(wrong, "wrong.ipynb", "wrong", MAX_SCORE - 1)
 
     save(release(), "untouched.ipynb", "untouched", 0)
 
-    loop = solved(1, 2, 3, 4)
+    loop = solved(*EVERY)
     _answer(loop, 3).source = "while True:\n    pass"
     save(loop, "loop.ipynb", "loop", 2)
 
     printed = solved(1)  # every check cell replaced by a printed PASSED
-    for exercise in range(1, 5):
+    for exercise in EVERY:
         _check(printed, exercise).source = f'print("PASSED Exercise 1.{exercise}")'
     save(printed, "forged-print.ipynb", "forged-print", 1)
 
@@ -112,10 +123,11 @@ def build(target: Path, outside: Path) -> dict:
     )
     save(handler, "forged-handler.ipynb", "forged-handler", 1)
 
-    deleted = solved(1, 3, 4)  # a wrong answer whose check cell was deleted
+    deleted = solved(*(k for k in EVERY if k != 2))  # a wrong answer, its check cell deleted
     _answer(deleted, 2).source = "def orthogonal_part(grad, image):\n    return grad"
     deleted.cells.remove(_check(deleted, 2))
-    save(deleted, "forged-deleted.ipynb", "forged-deleted", 3)
+    # 1.2 is wrong, and the stretch exercise 1.5 builds on 1.2: two checks lost
+    save(deleted, "forged-deleted.ipynb", "forged-deleted", MAX_SCORE - 2)
 
     patched = solved(1)  # the checks' failure helper turned into a no-op
     _answer(patched, 2).source = (
@@ -167,7 +179,7 @@ except MemoryError:
     print("memory capped")
 try:
     import socket
-    socket.create_connection(("1.1.1.1", 53), timeout=3)
+    socket.create_connection(("127.0.0.1", {port or 9}), timeout=3)
     print("REACHED THE NETWORK")
 except OSError as error:
     print("no network", type(error).__name__)
@@ -183,9 +195,9 @@ print("x" * 50_000_000)
     (target / "corrupt.ipynb").write_text('{"cells": [ {"cell_type": "code", ')
     (target / "notes.txt").write_text("not a notebook\n")
 
-    save(solved(1, 2, 3, 4), f"carol/week1/{NAME}.ipynb", "carol", 4)
+    save(solved(*EVERY), f"carol/week1/{NAME}.ipynb", "carol", MAX_SCORE)
     flat = copy.deepcopy(wrong)  # a flat file whose name names no assignment
-    save(flat, "dave.ipynb", "dave", 3)
+    save(flat, "dave.ipynb", "dave", MAX_SCORE - 1)
     return {
         "expected": expected,
         "not_graded": ["corrupt.ipynb", "notes.txt"],

@@ -31,7 +31,7 @@ def test_strip_code_keeps_indentation_and_surroundings():
     stripped = strip_code(source, "Ex 1")
     assert stripped == (
         "def f(x):\n"
-        '    raise NotImplementedError("Ex 1: replace this line with your solution")\n'
+        '    raise NotImplementedError("Ex 1: write your solution here")\n'
         "\nprint(f)"
     )
 

@@ -324,7 +324,7 @@ def warp_gradbook_theta(image, M, dsize, border_value=0.0):
 
 def test_warp_on_an_unsolved_exercise_5_2_names_it():
     def stub(image, x, y, border_value=0.0):
-        raise NotImplementedError("Exercise 5.2: replace this line with your solution")
+        raise NotImplementedError("Exercise 5.2: write your solution here")
 
     stub.__code__ = stub.__code__.replace(co_name="bilinear_sample")  # its name in the notebook
     expected = r"`bilinear_sample`, which is still the stub of Exercise 5\.2"

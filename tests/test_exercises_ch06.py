@@ -471,7 +471,7 @@ def test_gn_step_mistakes_fail(wrong, message):
 
 def test_gn_step_on_an_unsolved_exp_names_exercise_6_2():
     def exp(v):
-        raise NotImplementedError("Exercise 6.2: replace this line with your solution")
+        raise NotImplementedError("Exercise 6.2: write your solution here")
 
     def gn_step(R, p, q):
         J = -R @ ref_hat(p)

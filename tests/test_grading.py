@@ -12,6 +12,7 @@ import csv
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +54,9 @@ def _grade_the_class(tmp_path_factory):
     assert shutil.which("bwrap"), "bubblewrap must be installed (`make env` installs it)"
     root = tmp_path_factory.mktemp("class")
     submissions, build, outside = root / "submissions", root / "build", root / "outside"
-    made = adversarial_class.build(submissions, outside)
+    listener = socket.create_server(("127.0.0.1", 0))  # the host's loopback
+    listener.settimeout(0)
+    made = adversarial_class.build(submissions, outside, listener.getsockname()[1])
     outside.mkdir(exist_ok=True)
     before = _digests(submissions)
     sandboxes = set(Path(tempfile.gettempdir()).glob("gradbook-sandbox-*"))
@@ -62,6 +65,13 @@ def _grade_the_class(tmp_path_factory):
     code = main([*args, "--jobs", "2", "--wall", "400"])
     finished = time.monotonic()
     time.sleep(max(0.0, finished + 6 - time.monotonic()))  # the detached writer waits 4 s
+    try:  # nothing inside the sandbox reached the host's loopback
+        listener.accept()
+        reached = True
+    except BlockingIOError:
+        reached = False
+    listener.close()
+    assert not reached, "a submission connected to a port on the grader's loopback"
     with (build / "grades.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     return {
@@ -122,7 +132,7 @@ def _report_agrees_with_the_csv_and_names_misconceptions(graded):
         assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     checks = report.split("## Checks")[1]
     wrong = next(line for line in checks.splitlines() if line.startswith("| wrong |"))
-    assert "failed" in wrong and "multiply, then sum" in wrong, wrong
+    assert "failed" in wrong and "multiply, then add up" in wrong, wrong
     untouched = [line for line in checks.splitlines() if line.startswith("| untouched |")]
     assert all("ExerciseNotAttempted" in line for line in untouched)
     deleted = next(

@@ -28,6 +28,7 @@ import nbformat
 import yaml
 
 from gradbook.assignments import CHECK_TAG, SOLUTION_TAG, strip_code
+from gradbook.grading.course import exercise_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +59,9 @@ def student_page(notebook: nbformat.NotebookNode, name: str = "notebook") -> nbf
         if after_check and CHECK_TAG not in tags:
             continue
         new = nbformat.from_dict(dict(cell))
-        new.source = strip_code(cell.source, f"{name}, cell {index}")
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        exercise = exercise_name(grade_id) if "-ex" in grade_id else f"{name}, cell {index}"
+        new.source = strip_code(cell.source, exercise)
         new.outputs = []
         new.execution_count = None
         new.metadata = {k: v for k, v in cell.metadata.items() if k != "execution"}

@@ -13,7 +13,7 @@ notebook. A solution region in a code cell is marked as in nbgrader::
 autograded test cells with points and a ``grade_id`` such as ``ch01-ex2``, other
 code cells locked). ``generate`` runs nbgrader's ``generate_assignment`` on each
 notebook (:mod:`gradbook.grading.course`: each solution region becomes
-``raise NotImplementedError("Exercise 1.2: replace this line with your solution")``,
+``raise NotImplementedError("Exercise 1.2: write your solution here")``,
 checksums included), then drops the markdown cells that only open or close a
 sphinx-exercise solution (and cells tagged ``solution``), turns ``:::{exercise}``
 blocks into plain headings and removes the MyST that only the book understands

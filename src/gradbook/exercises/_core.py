@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 #: The text of the stub that ``gradbook.assignments`` puts where a solution was.
-STUB_MESSAGE = "replace this line with your solution"
+STUB_MESSAGE = "write your solution here"
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LIBRARY_DIRS = tuple(

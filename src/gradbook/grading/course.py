@@ -10,7 +10,7 @@ one for ``make assignments``) laid out as nbgrader expects::
 The configuration is :func:`nbgrader_config` (nothing is read from a config file):
 nbgrader's own ``GenerateAssignment`` pipeline, with :class:`ExerciseStubs` in place
 of ``ClearSolutions`` so each solution region becomes the stub students know,
-``raise NotImplementedError("Exercise 1.2: replace this line with your solution")``.
+``raise NotImplementedError("Exercise 1.2: write your solution here")``.
 :func:`student_version` then applies the clean-up the book's MyST needs
 (:func:`gradbook.assignments.plain_markdown`) and drops the cells tagged ``solution``.
 """
