@@ -30,9 +30,7 @@ def test_strip_code_keeps_indentation_and_surroundings():
     source = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n\nprint(f)"
     stripped = strip_code(source, "Ex 1")
     assert stripped == (
-        "def f(x):\n"
-        '    raise NotImplementedError("Ex 1: write your solution here")\n'
-        "\nprint(f)"
+        'def f(x):\n    raise NotImplementedError("Ex 1: write your solution here")\n\nprint(f)'
     )
 
 
