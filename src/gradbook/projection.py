@@ -215,7 +215,8 @@ def orthogonal_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
         ValueError: ``ref`` does not broadcast to ``v``, or ``dims`` is out of range or repeated.
     """
     v, ref, dims_t = _prepare(v, ref, dims)
-    return _orthogonal(v, ref, dims_t)
+    _, orthogonal = _split(v, ref, dims_t)
+    return orthogonal
 
 
 def _move_to_last(x: Tensor, dims: tuple[int, ...]) -> Tensor:
