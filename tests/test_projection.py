@@ -489,6 +489,22 @@ def test_orthogonal_to_subspace_extreme_references_float32(scale, generator):
     assert cosine(got, basis[0]).abs() < 1e-5 and cosine(got, basis[1]).abs() < 1e-5
 
 
+@pytest.mark.parametrize("share", [1.0, 1e-3, 0.0], ids=["noise", "nearly-in-span", "in-span"])
+def test_orthogonal_to_subspace_float32_near_the_span(share):
+    """The docstring's bound on its hardest inputs: v in (or nearly in) the span of three
+    positive, strongly correlated images; the part along each stays below 3e-8 ||v||."""
+    g = torch.Generator().manual_seed(6)
+    basis = torch.rand(3, 3, 64, 64, generator=g, dtype=torch.float64)
+    noise = torch.randn(3, 64, 64, generator=g, dtype=torch.float64)
+    v = basis.sum(0) + share * noise
+    out = orthogonal_to_subspace(v.float(), basis.float())
+    v_norm = np.linalg.norm(v.float().double().numpy())
+    for b in basis.float():
+        assert _along_ref(out, b).item() < ALONG_REF_BOUND[torch.float32] * v_norm
+        if share > 0:
+            assert _along_ref(out, b).item() / np.linalg.norm(out.double().numpy()) < 1e-7
+
+
 def test_orthogonal_to_subspace_promotes_over_every_reference(generator):
     v = randn(generator, 8, dtype=torch.float32)
     a, b = randn(generator, 8, dtype=torch.float32), randn(generator, 8)
