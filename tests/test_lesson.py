@@ -137,7 +137,7 @@ def test_library_functions_show_without_docstrings():
 
     text = source_text(orthogonal_component, helpers=True)
     assert text.startswith("def orthogonal_component(")
-    assert '"""' not in text and "def _parallel(" in text and "def _unit(" in text
+    assert '"""' not in text and "def _split(" in text and "def _unit(" in text
     assert "def _prepare(" not in text  # it validates
 
 

@@ -165,6 +165,103 @@ def test_seed_image_is_orthogonal_to_rounding_not_exactly():
         assert not bool(is_orthogonal(grad, img))
 
 
+def _along_ref(result: torch.Tensor, ref: torch.Tensor, dims=None) -> np.ndarray:
+    """``|<result, ref>| / ||ref||`` per vector, in float64 NumPy (independent of the code)."""
+    a, r = result.double().cpu().numpy(), ref.double().cpu().numpy()
+    r = np.broadcast_to(r, a.shape)
+    axes = tuple(range(a.ndim)) if dims is None else dims
+    return np.abs((a * r).sum(axis=axes)) / np.sqrt((r * r).sum(axis=axes))
+
+
+def _one_pass(v: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """The textbook single projection in ``v``'s dtype, with a unit reference."""
+    u = ref / torch.linalg.vector_norm(ref)
+    return v - (v * u).sum() * u
+
+
+# the docstring's bound on the component along ref, relative to ||v||
+ALONG_REF_BOUND = {torch.float32: 3e-8, torch.float64: 1e-16}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("correlation", [0.0, 1.0, 100.0], ids=["noise", "noise+x", "noise+100x"])
+def test_gradient_correlated_with_the_image_is_still_orthogonal(dtype, correlation):
+    """The docstring's promise on 3 x 224 x 224 images, g = noise + c x: |cos| ~1e-9 in
+    float32, ~1e-18 in float64. A single projection pass gives ~1e-6 for c = 1."""
+    bound = {torch.float32: 1e-8, torch.float64: 1e-16}[dtype]
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        img = torch.rand(3, 224, 224, generator=g, dtype=torch.float64)
+        noise = torch.randn(3, 224, 224, generator=g, dtype=torch.float64)
+        v, x = (noise + correlation * img).to(dtype), img.to(dtype)
+        orth = orthogonal_component(v, x)
+        along = _along_ref(orth, x).item()
+        assert along / np.linalg.norm(orth.double().numpy()) < bound
+        np.testing.assert_allclose(
+            orth.double().numpy(),
+            np_orthogonal(v.double().numpy(), x.double().numpy(), None),
+            rtol=0,
+            atol=(1e-6 if dtype == torch.float32 else 1e-14) * v.abs().max().item(),
+        )
+    if dtype == torch.float32 and correlation == 1.0:
+        # the failure the second pass repairs: one pass is a thousand times worse here
+        once = _one_pass(v, x)
+        assert _along_ref(once, x).item() / np.linalg.norm(once.double().numpy()) > 1e-7
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("share", [1e-3, 0.0], ids=["nearly-parallel", "parallel"])
+def test_nearly_parallel_gradient_meets_the_absolute_bound(dtype, share):
+    """The hardest inputs: v = x + t noise with ||v_perp|| ~ 1e-3 ||v|| (the smallest share
+    for which the docstring promises |cos| < 1e-7 in float32) and v = x exactly, whose
+    orthogonal part is rounding noise: the part along ref stays below 3e-8 ||v|| (float32)."""
+    g = torch.Generator().manual_seed(3)
+    img = torch.rand(3, 224, 224, generator=g, dtype=torch.float64)
+    noise = torch.randn(3, 224, 224, generator=g, dtype=torch.float64)
+    t = share / float(noise.norm() / img.norm())
+    v64 = img + t * noise
+    v, x = v64.to(dtype), img.to(dtype)
+    orth = orthogonal_component(v, x)
+    v_norm = np.linalg.norm(v.double().numpy())
+    assert _along_ref(orth, x).item() < ALONG_REF_BOUND[dtype] * v_norm
+    if share > 0:
+        cos = _along_ref(orth, x).item() / np.linalg.norm(orth.double().numpy())
+        assert cos < (1e-7 if dtype == torch.float32 else 1e-15)
+
+
+@pytest.mark.parametrize("dims", [(1, 2, 3), (2, 3)])
+def test_batched_projection_of_correlated_gradients_float32(dims):
+    """Batched forms: each sample (or channel) of g = noise + c x with c up to 100."""
+    g = torch.Generator().manual_seed(4)
+    img = torch.rand(6, 3, 64, 64, generator=g, dtype=torch.float64)
+    noise = torch.randn(6, 3, 64, 64, generator=g, dtype=torch.float64)
+    c = torch.tensor([0.0, 0.3, 1.0, 3.0, 10.0, 100.0], dtype=torch.float64).view(6, 1, 1, 1)
+    v, x = (noise + c * img).float(), img.float()
+    orth = orthogonal_component(v, x, dims=dims)
+    orth_norm = np.sqrt((orth.double().numpy() ** 2).sum(axis=dims))
+    v_norm = np.sqrt((v.double().numpy() ** 2).sum(axis=dims))
+    assert (_along_ref(orth, x, dims) / v_norm).max() < ALONG_REF_BOUND[torch.float32]
+    assert (_along_ref(orth, x, dims) / orth_norm).max() < 1e-7
+    # the sphere step and PCGrad use the same projection
+    step = sphere_step(x, v, 0.1, dims=dims)
+    np.testing.assert_allclose(
+        np.sqrt((step.double().numpy() ** 2).sum(axis=dims)),
+        np.sqrt((img.numpy() ** 2).sum(axis=dims)),
+        rtol=1e-6,
+    )
+
+
+def test_pcgrad_of_strongly_conflicting_float32_gradients():
+    """g1 = -g2 + small noise: the edited g1 is orthogonal to g2 to rounding."""
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(3, 64, 64, generator=g, dtype=torch.float64)
+    noise = torch.randn(3, 64, 64, generator=g, dtype=torch.float64)
+    g1, g2 = (-a + 0.5 * noise).float(), a.float()
+    e1, e2 = pcgrad([g1, g2], reduction="none")
+    assert _along_ref(e1, g2).item() / np.linalg.norm(e1.double().numpy()) < 1e-8
+    assert _along_ref(e2, g1).item() / np.linalg.norm(e2.double().numpy()) < 1e-8
+
+
 def test_whole_batch_projection_leaves_samples_non_orthogonal(generator):
     """Projecting the batch as one vector is the wrong thing for a batch (chapter 1's claim)."""
     x = torch.rand(8, 3, 16, 16, generator=generator, dtype=torch.float64)
@@ -259,6 +356,16 @@ def test_sphere_step_at_extreme_magnitudes_float32(scale):
     )
 
 
+def test_sphere_step_keeps_a_zero_vector_zero(device):
+    """The docstring's "A zero x stays zero", per sample, next to a moving one."""
+    x = torch.zeros(2, 5, dtype=torch.float64, device=device)
+    x[1] = torch.arange(1.0, 6.0, dtype=torch.float64, device=device)
+    g = torch.ones(2, 5, dtype=torch.float64, device=device)
+    new = sphere_step(x, g, 0.5, dims=1)
+    assert torch.equal(new[0], x[0]) and torch.isfinite(new).all()
+    assert not torch.equal(new[1], x[1])
+
+
 def test_vectors_with_no_entries(device):
     v = torch.zeros(3, 0, device=device)
     assert orthogonal_component(v, v, dims=1).shape == (3, 0)
@@ -282,6 +389,10 @@ def test_gradcheck(generator):
     assert torch.autograd.gradcheck(lambda a, b: cosine(a, b, dims=1), (v, r))
     basis = randn(generator, 2, 2, 5).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b: orthogonal_to_subspace(a, b, dims=1), (v, basis))
+    assert torch.autograd.gradcheck(lambda a, b: parallel_component(a, b, dims=1), (v, r))
+    assert torch.autograd.gradgradcheck(lambda a, b: orthogonal_component(a, b, dims=1), (v, r))
+    assert torch.autograd.gradcheck(lambda a, b: sphere_step(a, b, 0.3, dims=1), (r, v))
+    assert torch.autograd.gradcheck(lambda a, b: pcgrad([a, b]), (v, -r + 0.1 * v.detach()))
 
 
 # ---------------------------------------------------------------------------
@@ -376,6 +487,22 @@ def test_orthogonal_to_subspace_extreme_references_float32(scale, generator):
     assert basis.abs().max() * scale < torch.finfo(torch.float32).max
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert cosine(got, basis[0]).abs() < 1e-5 and cosine(got, basis[1]).abs() < 1e-5
+
+
+@pytest.mark.parametrize("share", [1.0, 1e-3, 0.0], ids=["noise", "nearly-in-span", "in-span"])
+def test_orthogonal_to_subspace_float32_near_the_span(share):
+    """The docstring's bound on its hardest inputs: v in (or nearly in) the span of three
+    positive, strongly correlated images; the part along each stays below 3e-8 ||v||."""
+    g = torch.Generator().manual_seed(6)
+    basis = torch.rand(3, 3, 64, 64, generator=g, dtype=torch.float64)
+    noise = torch.randn(3, 64, 64, generator=g, dtype=torch.float64)
+    v = basis.sum(0) + share * noise
+    out = orthogonal_to_subspace(v.float(), basis.float())
+    v_norm = np.linalg.norm(v.float().double().numpy())
+    for b in basis.float():
+        assert _along_ref(out, b).item() < ALONG_REF_BOUND[torch.float32] * v_norm
+        if share > 0:
+            assert _along_ref(out, b).item() / np.linalg.norm(out.double().numpy()) < 1e-7
 
 
 def test_orthogonal_to_subspace_promotes_over_every_reference(generator):

