@@ -165,7 +165,9 @@ def _malicious_output_is_capped_and_its_attempts_failed(graded):
         for o in c.outputs
     )
     assert "output cut" in text
-    assert "WROTE" not in text and "READ THE SOLUTIONS" not in text
+    # "WROTE" may appear: a path under /tmp is the sandbox's own tmpfs there. The
+    # host's files are what counts: unchanged (protected) or absent (outside).
+    assert "READ THE SOLUTIONS" not in text
     assert "ALLOCATED" not in text and "REACHED" not in text
     assert "cannot read the solutions" in text and "memory capped" in text
     assert "no network" in text

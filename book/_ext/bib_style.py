@@ -53,7 +53,11 @@ def authors_text(entry) -> str:
 def sort_text(text: str) -> str:
     """Sort text that ignores case, braces, accents and a leading "The"."""
     text = unicodedata.normalize("NFKD", re.sub(r"[{}\\]", "", text))
-    text = "".join(c for c in text if not unicodedata.combining(c)).strip().lower()
+    text = (
+        "".join(c for c in text if not unicodedata.combining(c))
+        .strip()
+        .lower()
+    )
     return text.removeprefix("the ")
 
 
@@ -62,7 +66,10 @@ class AuthorYearLabelStyle(BaseLabelStyle):
 
     def format_labels(self, sorted_entries):
         entries = list(sorted_entries)
-        labels = [f"{authors_text(e)}, {e.fields.get('year', 'n.d.')}" for e in entries]
+        labels = [
+            f"{authors_text(e)}, {e.fields.get('year', 'n.d.')}"
+            for e in entries
+        ]
         total = Counter(labels)
         seen: Counter[str] = Counter()
         for label in labels:
@@ -93,4 +100,8 @@ class AuthorYearStyle(UnsrtStyle):
 
 def setup(app: Sphinx) -> dict:
     register_plugin("pybtex.style.formatting", "authoryear", AuthorYearStyle)
-    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
+    return {
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+        "version": "1",
+    }

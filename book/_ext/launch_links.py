@@ -41,14 +41,19 @@ def student_url(url: str, solved: str, student: str) -> str:
 
 
 def rewrite_buttons(
-    buttons: list[dict[str, Any]], *, student: tuple[str, str] | None, online: bool
+    buttons: list[dict[str, Any]],
+    *,
+    student: tuple[str, str] | None,
+    online: bool,
 ) -> list[dict[str, Any]]:
     """The header buttons with launch/download links rewritten; empty groups dropped."""
     result = []
     for button in buttons:
         button = dict(button)
         if button.get("type") == "group":
-            inner = rewrite_buttons(button.get("buttons", []), student=student, online=online)
+            inner = rewrite_buttons(
+                button.get("buttons", []), student=student, online=online
+            )
             if not inner and button.get("label") == "launch-buttons":
                 continue
             button["buttons"] = inner
@@ -61,11 +66,16 @@ def rewrite_buttons(
     return result
 
 
-def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree):
+def on_page_context(
+    app: Sphinx, pagename: str, templatename: str, context: dict, doctree
+):
     if "header_buttons" not in context or pagename not in app.env.all_docs:
         return
     source = Path(app.env.doc2path(pagename))
-    online = kernel_of(source) in set(app.config.launch_online_kernels) or source.suffix != ".ipynb"
+    online = (
+        kernel_of(source) in set(app.config.launch_online_kernels)
+        or source.suffix != ".ipynb"
+    )
     folder, _, name = pagename.rpartition("/")
     student = None
     student_folder = app.config.launch_student_folders.get(folder)
@@ -73,7 +83,9 @@ def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict
         notebook = Path(app.srcdir) / student_folder / f"{name}.ipynb"
         if notebook.is_file():
             student = (folder, student_folder)
-            target = Path(app.outdir) / "_sources" / student_folder / notebook.name
+            target = (
+                Path(app.outdir) / "_sources" / student_folder / notebook.name
+            )
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(notebook, target)
     context["header_buttons"] = rewrite_buttons(
@@ -83,7 +95,13 @@ def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict
 
 def setup(app: Sphinx) -> dict:
     app.add_config_value("launch_online_kernels", ["python3"], "html")
-    app.add_config_value("launch_student_folders", {"solutions": "notebooks"}, "html")
+    app.add_config_value(
+        "launch_student_folders", {"solutions": "notebooks"}, "html"
+    )
     # After sphinx-book-theme has added its buttons (priority 501).
     app.connect("html-page-context", on_page_context, priority=900)
-    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
+    return {
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+        "version": "1",
+    }

@@ -18,7 +18,10 @@ def script_key(script) -> tuple:
     """
     filename = getattr(script, "filename", script) or ""
     attributes = getattr(script, "attributes", {}) or {}
-    return (str(filename), tuple(sorted((k, str(v)) for k, v in attributes.items())))
+    return (
+        str(filename),
+        tuple(sorted((k, str(v)) for k, v in attributes.items())),
+    )
 
 
 def unique_scripts(scripts: list) -> list:
@@ -33,11 +36,17 @@ def unique_scripts(scripts: list) -> list:
     return unique
 
 
-def on_page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree):
+def on_page_context(
+    app: Sphinx, pagename: str, templatename: str, context: dict, doctree
+):
     if "script_files" in context:
         context["script_files"] = unique_scripts(context["script_files"])
 
 
 def setup(app: Sphinx) -> dict:
     app.connect("html-page-context", on_page_context, priority=950)
-    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
+    return {
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+        "version": "1",
+    }

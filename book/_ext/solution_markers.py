@@ -18,7 +18,9 @@ MARKER = re.compile(r"^[ \t]*#+[ \t]*(?:BEGIN|END)[ \t]+SOLUTION[ \t]*$")
 
 def strip_markers(source: str) -> str:
     """``source`` without its marker lines (every other line kept as it is)."""
-    return "\n".join(line for line in source.split("\n") if not MARKER.match(line))
+    return "\n".join(
+        line for line in source.split("\n") if not MARKER.match(line)
+    )
 
 
 class StripSolutionMarkers(SphinxPostTransform):
@@ -41,4 +43,8 @@ class StripSolutionMarkers(SphinxPostTransform):
 
 def setup(app: Sphinx) -> dict:
     app.add_post_transform(StripSolutionMarkers)
-    return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
+    return {
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+        "version": "1",
+    }
