@@ -189,3 +189,19 @@ def test_figure_style_sets_matplotlib_defaults():
         use_figure_style()
         for key, value in FIGURE_STYLE.items():
             assert mpl.rcParams[key] == value
+
+
+def test_glue_hands_the_value_to_myst_nb_and_is_silent_without_it(monkeypatch):
+    import sys
+    import types
+
+    from gradbook.lesson import glue
+
+    seen = []
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: seen.append((name, value, display))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    glue("ratio", 2.5)
+    assert seen == [("ratio", 2.5, False)]
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # not installed (Binder, Colab)
+    assert glue("ratio", 2.5) is None and len(seen) == 1

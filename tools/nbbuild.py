@@ -59,12 +59,15 @@ def colab_install_source(
     revision = revision or colab_revision()
     torch = torch or torch_requirement()
     return f"""\
-# On Colab, install the gradbook these notebooks were written against; elsewhere do nothing.
+# On Colab, install the gradbook these notebooks were written against;
+# elsewhere do nothing.
 import sys
 
 REPOSITORY = "{url}"
-REVISION = "{revision}"  # a tag or a commit, written by tools/set_repository.py
-TORCH = "{torch}"  # gradbook's requirement: Colab's own torch stays when it satisfies it
+# a tag or a commit, written by tools/set_repository.py
+REVISION = "{revision}"
+# gradbook's requirement: Colab's own torch stays when it satisfies it
+TORCH = "{torch}"
 
 
 def _install_gradbook():
@@ -74,22 +77,31 @@ def _install_gradbook():
     from packaging.requirements import Requirement
 
     def installed():
-        return {{(d.metadata["Name"] or "?").lower(): d.version for d in distributions()}}
+        return {{
+            (d.metadata["Name"] or "?").lower(): d.version
+            for d in distributions()
+        }}
 
     before = installed()
-    keep = "torch" in before and Requirement(TORCH).specifier.contains(before["torch"], True)
+    spec = Requirement(TORCH).specifier
+    keep = "torch" in before and spec.contains(before["torch"], True)
     pins = [f"torch=={{before['torch']}}"] if keep else []
     package = f"gradbook @ git+{{REPOSITORY}}@{{REVISION}}"
     pip = [sys.executable, "-m", "pip", "install", "-q", package, *pins]
     result = subprocess.run(pip, capture_output=True, text=True)
     if result.returncode:
-        raise RuntimeError(f"pip could not install {{package}}:\\n{{result.stderr[-3000:]}}")
+        raise RuntimeError(
+            f"pip could not install {{package}}:\\n{{result.stderr[-3000:]}}"
+        )
     after = installed()
     for name, version in sorted(after.items()):
         if before.get(name) != version:
             was = f" (was {{before[name]}})" if name in before else ""
             print(f"installed {{name}} {{version}}{{was}}")
-    print(f"torch {{after['torch']}}:", "Colab's own, kept" if keep else f"installed for {{TORCH}}")
+    print(
+        f"torch {{after['torch']}}:",
+        "Colab's own, kept" if keep else f"installed for {{TORCH}}",
+    )
 
 
 if "google.colab" in sys.modules:

@@ -33,7 +33,6 @@ NOTEBOOK_NEEDS = (
     "opencv-python-headless",
     "cvxpy",
     "mpmath",
-    "myst-nb",  # glue: the lessons' prose quotes numbers their cells measure
 )
 
 HEADER = """\

@@ -238,3 +238,18 @@ def use_figure_style() -> None:
     import matplotlib as mpl
 
     mpl.rcParams.update(FIGURE_STYLE)
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Hand ``value`` to the book's prose under ``name`` (``{glue:text}`name```).
+
+    The lessons quote measured numbers this way, so the prose follows the cell
+    that measures them. This is myst-nb's ``glue`` when myst-nb is installed (the
+    book's build); where it is not (Binder, Colab), only the book would read the
+    value, so nothing is done.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=display)
