@@ -68,7 +68,8 @@ def grade_class(size: int, jobs: int, scratch: Path) -> dict:
     with (build / "grades.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert not ungraded and len(rows) == size, (ungraded, len(rows))
-    assert all(row["score"] == row["max_score"] == "4" for row in rows), rows
+    # the solved notebook earns full marks, whatever the number of checks
+    assert all(row["score"] == row["max_score"] != "0" for row in rows), rows
     return {
         "jobs": jobs,
         "students": size,
