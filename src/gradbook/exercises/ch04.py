@@ -227,6 +227,16 @@ def _zero_sum(weight: Tensor) -> Tensor:
     return weight - weight.mean(dim=(-2, -1), keepdim=True)
 
 
+def _kernel_and_data(
+    seed: int, c_out: int, c_in: int, H: int, W: int, singular: bool
+) -> tuple[Tensor, Tensor]:
+    """A 3x3 kernel (with singular frequencies when ``singular``) and a batch of 2 outputs."""
+    weight = randn(seed, c_out, c_in, 3, 3)
+    if singular:
+        weight = _zero_sum(weight)
+    return weight, randn(seed + 10, 2, c_out, H, W)
+
+
 def _pinv_case(
     name: str,
     circular_pinv: Callable,
@@ -239,10 +249,7 @@ def _pinv_case(
     label: str,
 ) -> None:
     """One case of the check above."""
-    weight = randn(420 + seed, c_out, c_in, 3, 3)
-    if singular:
-        weight = _zero_sum(weight)
-    y = randn(430 + seed, 2, c_out, H, W)
+    weight, y = _kernel_and_data(420 + seed, c_out, c_in, H, W, singular)
     expected = conv2d_pinv(y, weight, "circular")
     symbol = conv_symbol(weight, (H, W))
     got = answer_tensor(name, _attempt(name, circular_pinv, y, weight), "x")
@@ -369,10 +376,7 @@ def _tikhonov_case(
     singular: bool,
 ) -> None:
     """One case of the check above."""
-    weight = randn(440 + seed, c_out, c_in, 3, 3)
-    if singular:
-        weight = _zero_sum(weight)
-    y = randn(450 + seed, 2, c_out, H, W)
+    weight, y = _kernel_and_data(440 + seed, c_out, c_in, H, W, singular)
     expected = conv2d_pinv(y, weight, "circular", reg=lam)
     got = answer_tensor(name, _attempt(name, tikhonov, y, weight, lam), "x")
     if got.shape != expected.shape:
