@@ -16,6 +16,11 @@ wide-code          a code cell wider than its container (``scrollWidth >
 wide-output        the same for a cell's output (text, table, HTML)
 wide-equation      a display equation wider than the text column
 broken-image       an image that did not load
+shrunk-figure      a notebook figure shown at under 90% of the width it was drawn for
+                   (its text shrinks with it): make it at most
+                   ``gradbook.lesson.FIGURE_WIDTH`` inches wide
+blurry-figure      a notebook figure with fewer than 1.5 image pixels per CSS pixel
+                   (not retina: ``gradbook.lesson.use_figure_style`` stores them so)
 broken-link        an internal link to a missing page or a missing anchor
 console-error      a JavaScript error or a console error (a failed resource included)
 exercise-number    an exercise heading that is not "Exercise N.k" with N the chapter
@@ -70,6 +75,8 @@ KINDS = (
     "wide-output",
     "wide-equation",
     "broken-image",
+    "shrunk-figure",
+    "blurry-figure",
     "broken-link",
     "console-error",
     "exercise-number",
@@ -400,6 +407,24 @@ async () => {
     img.addEventListener('load', r); img.addEventListener('error', r); setTimeout(r, 5000); })));
   for (const img of images) {
     if (!img.complete || img.naturalWidth === 0) out.images.push(img.getAttribute('src'));
+  }
+  // A notebook's figure: drawn for its width attribute (a retina PNG's CSS size) or
+  // its pixel width; shrunk, its text shrinks with it; fewer than 1.5 image pixels
+  // per CSS pixel, it is blurred on a high-density screen.
+  for (const img of article.querySelectorAll('.cell_output img')) {
+    if (!img.complete || img.naturalWidth === 0 || deliberate(img)) continue;
+    const drawn = Number(img.getAttribute('width')) || parseFloat(img.style.width) ||
+      img.naturalWidth;
+    const shown = img.getBoundingClientRect().width;
+    const name = `${cellName(img)}: figure`;
+    if (shown < 0.9 * drawn) {
+      out.wide.push({kind: 'shrunk-figure', detail: `${name} drawn ${drawn}px wide, ` +
+        `shown at ${Math.round(shown)}px (${Math.round(100 * shown / drawn)}%)`});
+    }
+    if (img.naturalWidth < 1.5 * shown) {
+      out.wide.push({kind: 'blurry-figure', detail: `${name} ${img.naturalWidth} pixels ` +
+        `shown over ${Math.round(shown)}px (store figures as retina PNGs or SVG)`});
+    }
   }
 
   for (const a of document.querySelectorAll('a[href]')) out.links.push(a.getAttribute('href'));
