@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import nbformat
@@ -153,3 +154,41 @@ def test_set_repository_rewrites_config_and_install_cells(tmp_path, monkeypatch)
     # the real project is untouched
     assert "someone/fork" not in (ROOT / "_config.yml").read_text()
     assert "someone/fork" not in (ROOT / "book" / "introduction.md").read_text()
+
+
+def test_merge_streams_joins_consecutive_writes_to_one_stream():
+    from execute_notebooks import merge_streams
+
+    out = nbformat.v4.new_output
+    cell = nbformat.v4.new_code_cell("print('a', 'b')")
+    cell.outputs = [
+        out("stream", name="stdout", text="a"),
+        out("stream", name="stdout", text=" b\n"),
+        out("stream", name="stderr", text="warning\n"),
+        out("stream", name="stdout", text="c\n"),
+        out("stream", name="stdout", text="d\n"),
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert merge_streams(notebook) == 2
+    assert [(o.name, o.text) for o in cell.outputs] == [
+        ("stdout", "a b\n"),
+        ("stderr", "warning\n"),
+        ("stdout", "c\nd\n"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(ROOT.glob("book/*.ipynb")) + sorted(ROOT.glob("solutions/*.ipynb")),
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
+def test_each_print_is_stored_as_one_output(path):
+    """The book shows each stored output as a box: one stream, one box."""
+    notebook = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        outputs = cell.get("outputs", [])
+        for a, b in itertools.pairwise(outputs):
+            assert not (a.output_type == b.output_type == "stream" and a.name == b.name), (
+                f"{path.name} cell {index}: one {a.name} stream stored in two "
+                f"outputs; run tools/execute_notebooks.py --merge-streams-only {path}"
+            )
