@@ -464,13 +464,17 @@ async () => {
 
 WAIT_FOR_MATHJAX = """
 async () => {
-  if (!document.querySelector('script[src*="mathjax"]')) return 'none';
+  if (!document.querySelector('script[src*="mathjax"]')) {
+    await document.fonts.ready;
+    return 'none';
+  }
   for (let i = 0; i < 200 && !(window.MathJax && window.MathJax.startup
        && window.MathJax.startup.promise); i++) {
     await new Promise(r => setTimeout(r, 50));
   }
   if (!(window.MathJax && window.MathJax.startup)) return 'not loaded';
   await window.MathJax.startup.promise;
+  await document.fonts.ready;  // widths are measured in the final fonts
   return 'typeset';
 }
 """
