@@ -627,3 +627,20 @@ def test_rotation_matrix_differs_from_cv2_only_by_its_float32_centre(center, ang
     )
     fixed = got @ np.array([*center, 1.0])
     np.testing.assert_allclose(fixed, center, rtol=0, atol=8e-16 * max(center))
+
+
+@pytest.mark.parametrize("size", [(8, 1000), (4, 3000), (1000, 8), (120, 120)])
+def test_float32_warps_of_large_images_stay_within_the_documented_bound(size):
+    """ "Off by up to about eps max(H, W, h, w) pixels per axis": the identity, a small and a
+    large rotation of float32 images up to 3000 pixels wide against the float64 reference."""
+    height, width = size
+    image = torch.rand(1, height, width, generator=torch.Generator().manual_seed(0))
+    centre = ((width - 1) / 2, (height - 1) / 2)
+    bound = 2 * torch.finfo(torch.float32).eps * max(size)  # neighbours differ by <= 1
+    for M in (
+        torch.eye(2, 3, dtype=torch.float64),
+        *(rotation_matrix_2d(centre, angle) for angle in (0.5, 30.0)),
+    ):
+        got = warp_affine(image, M, size)
+        expected = warp_affine_naive(image, M, size)
+        assert (got.double() - expected).abs().max().item() <= bound

@@ -37,8 +37,9 @@ Convention (PyTorch's ``theta``):
         \\Theta = N_{\\mathrm{src}}\\, M^{-1}\\, N_{\\mathrm{dst}}^{-1}
 
     (first two rows, ``M`` lifted to ``3 x 3``), with ``N`` the pixel-to-normalised
-    map of each image for the chosen ``align_corners``. Either setting reproduces
-    OpenCV exactly as long as ``theta`` and ``grid_sample`` use the *same* one.
+    map of each image for the chosen ``align_corners``. Either setting samples at
+    OpenCV's source points (exactly, up to the rounding of the grid) as long as
+    ``theta`` and ``grid_sample`` use the *same* one.
 """
 
 from __future__ import annotations
@@ -564,6 +565,12 @@ def warp_affine(
             ``border_value`` has the wrong type.
         ValueError: wrong ranks or shapes, mismatched batches, non-finite entries, or a
             singular ``M`` (when it has to be inverted).
+
+    Accuracy: ``theta`` is computed in float64 and the sampling grid in the image's
+    dtype, so the sample points are off by up to about ``eps max(H, W, h, w)``
+    pixels per axis, and the values differ from exact bilinear interpolation by up
+    to twice that times the largest difference between neighbouring pixels: about
+    ``2.4e-4`` for a float32 image 1000 pixels wide with values in ``[0, 1]``.
 
     Gradients: the output is linear in the image, so ``d out / d image`` scatters the
     four bilinear weights back to the four source pixels of each sample (pixels no
