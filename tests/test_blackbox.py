@@ -1025,3 +1025,83 @@ def test_every_name_of_the_module_is_importable_from_the_package():
         if callable(obj) and not isinstance(obj, type(np.ndarray | torch.Tensor)):
             # each name lives in one submodule of the package and nowhere else
             assert home.startswith("gradbook.blackbox."), (name, home)
+
+
+# ---------------------------------------------------------------------------
+# Docstring promises on their hardest inputs
+
+
+@pytest.mark.parametrize("method", ["forward", "backward", "central"])
+@pytest.mark.parametrize("kind", ["numpy float64", "torch float32"])
+def test_fd_steps_are_exact_at_awkward_points(method, kind):
+    """ "Rounded so that x_j + h_j is exact": the difference quotients of the identity are 1 to
+    the last bit, at entries that are not dyadic, huge, tiny or zero."""
+    x = np.array([0.1, 1e8 + 0.3, -3.7, 1e-30, 3e30, 0.0])
+    if kind == "torch float32":
+        x = torch.tensor(x, dtype=torch.float32)
+        J = finite_difference_jacobian(lambda v: v.clone(), x, method=method)
+        assert torch.equal(J, torch.eye(6))
+    else:
+        J = finite_difference_jacobian(lambda v: v.copy(), x, method=method)
+        np.testing.assert_array_equal(J, np.eye(6))
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 1e3])
+def test_wrap_blackbox_vjp_errors_have_the_documented_size(scale):
+    """ "Central: error ~1e-10 relative, forward: ~1e-8" for unit-sized inputs (x = 0 included,
+    where the step is absolute); at |x| ~ 1e3 the forward error grows to ~2e-7."""
+    for seed in range(3):
+        x0, g = scale * rand(60 + seed, 6), rand(70 + seed, 4)
+        exact = g @ F.jacobian(x0)
+        for jacobian, bound in (("central", 1e-9), ("forward", 1e-7 if scale <= 1 else 1e-6)):
+            x = torch.tensor(x0, requires_grad=True)
+            (wrap_blackbox(F, jacobian=jacobian)(x) @ torch.as_tensor(g)).backward()
+            assert vjp_relative_error(x.grad.numpy(), exact) < bound, (jacobian, seed)
+
+
+def test_broyden_from_random_probes_converges_like_the_documented_rate():
+    """ "Random probes converge geometrically, about like (1 - 1/m)^(k/2)": for Gaussian probes
+    E ||J_k - A||_F^2 = (1 - 1/m)^k ||A||_F^2 exactly (each update projects the error's rows
+    off a uniformly random direction); the mean over 100 runs is within 20% of it (the
+    spread over seeds is about 15%; a rate off by a factor 2 in the exponent is 3x away)."""
+    rng = np.random.default_rng(0)
+    m, n, k = 6, 4, 12
+    squared = []
+    for _ in range(100):
+        A = rng.standard_normal((n, m))
+        J = np.zeros((n, m))
+        for _ in range(k):
+            dx = rng.standard_normal(m)
+            J = broyden_update(J, dx, A @ dx)
+        squared.append((np.linalg.norm(J - A) / np.linalg.norm(A)) ** 2)
+    assert np.mean(squared) == pytest.approx((1 - 1 / m) ** k, rel=0.2)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_rank_one_and_broyden_in_float32_with_tiny_and_huge_probes(scale):
+    """ "||dx||^2 neither underflows nor overflows": in float32, ||dx||^2 = 1e-60 or 1e60 would."""
+    dx = torch.tensor(rand(80, 5), dtype=torch.float32) * scale
+    df = torch.tensor(rand(81, 3), dtype=torch.float32) * scale
+    d64, f64 = dx.double().numpy(), df.double().numpy()
+    expected = np.outer(f64, d64) / (d64 @ d64)  # float64: no under- or overflow
+    got = rank_one_jacobian(dx, df)
+    np.testing.assert_allclose(got.double().numpy(), expected, rtol=1e-6, atol=0)
+    J = torch.tensor(rand(82, 3, 5), dtype=torch.float32)
+    new = broyden_update(J, dx, df)
+    J64 = J.double().numpy()
+    expected = J64 + np.outer(f64 - J64 @ d64, d64) / (d64 @ d64)
+    np.testing.assert_allclose(new.double().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_spsa_is_exactly_unbiased_for_a_quadratic():
+    """ "Exactly unbiased for a quadratic f": its central differences are J(x) u for any c, so
+    with the same directions the estimate equals that of the linear map J(x), even at c = 10."""
+    A, B, x, g = rand(90, 4, 6), rand(91, 4, 6), rand(92, 6), rand(93, 4)
+
+    def quadratic(v):
+        return A @ v + 0.5 * (B @ v) ** 2
+
+    J = A + (B @ x)[:, None] * B
+    estimate = spsa_vjp(quadratic, x, g, 20, 10.0, torch.Generator().manual_seed(0))
+    linearised = spsa_vjp(linear(J), x, g, 20, 10.0, torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(estimate, linearised, rtol=1e-10, atol=1e-10)

@@ -585,3 +585,89 @@ def test_bad_input(call, error, message):
     x = torch.ones(1, 2, 4, 4, dtype=torch.float64)
     with pytest.raises(error, match=message):
         call(weight, x)
+
+
+# ------------------------------------------------ docstring promises on their hardest inputs
+
+
+def rank_one_per_frequency(generator):
+    """An exactly singular operator: every A(w) = mix * khat(w) with mix of rank one. The taps
+    (integers / 8 times integers) are exact, so only the FFT's rounding makes A(w)'s second
+    singular value nonzero (about 1e-16 of the largest, on a 5 x 7 grid)."""
+    k = torch.randint(-8, 9, (3, 3), generator=generator).double() / 8
+    mix = torch.tensor([[1.0, 3.0], [2.0, 6.0]], dtype=torch.float64)
+    return mix[:, :, None, None] * k
+
+
+@pytest.mark.parametrize("reg", [0.0, 1e-12, 1e-20, 1e-300])
+def test_tikhonov_tends_to_the_pseudo_inverse_on_an_exactly_singular_kernel(generator, reg):
+    """ "For lam > 0 this equals (A^H A + lam I)^-1 A^H": on an exactly singular A the limit
+    lam -> 0 is A^+ (the dense pinv), not the rounding of a zero singular value times
+    1 / (2 sqrt(lam)) (without the cut, lam = 1e-20 is off by 2e5)."""
+    weight = rank_one_per_frequency(generator)
+    y = randn(generator, 2, 2, 5, 7)
+    dense = torch.linalg.pinv(conv2d_matrix(weight, (5, 7), "circular"))
+    expected = dense_apply(dense, y)
+    got = conv2d_pinv(y, weight, reg=reg)
+    # the Tikhonov solution differs from A^+ y by O(lam / s^2) on the nonzero singular values
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10 * expected.abs().max().item())
+
+
+def test_tikhonov_on_an_exactly_singular_kernel_matches_dense_tikhonov(generator):
+    """At a lam far above the rounding, the cut changes nothing: the dense QR solution."""
+    weight = rank_one_per_frequency(generator)
+    y = randn(generator, 2, 2, 5, 7)
+    A = conv2d_matrix(weight, (5, 7), "circular")
+    expected = tikhonov_dense(A, y, 1e-3)  # the cut moves it by < rcond s_max^2 / lam = 1e-8
+    torch.testing.assert_close(conv2d_pinv(y, weight, reg=1e-3), expected, rtol=0, atol=1e-10)
+
+
+def near_singular_kernel(dtype=torch.float64):
+    """delta + a Laplacian with a = 1/8 - 2^-20: symbol 1 - 8 a (1 - ...) in [2^-17, 1], its
+    smallest value 7.6e-6 at the Nyquist frequency. Every tap is exact in float32."""
+    a = 0.125 - 2.0**-20
+    lap = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=torch.float64)
+    weight = a * lap
+    weight[1, 1] += 1
+    return weight[None, None].to(dtype)
+
+
+def test_singular_values_are_computed_in_float64_for_float32_weights():
+    """ "Computed in float64": a float32 kernel [1, -2c, 1] (one row) has the symbol
+    2 cos(w) - 2c, smallest, 2 |cos(4 pi / 9) - c| = 1.9e-6 of about 2.3, at the irrational
+    frequency 4 pi / 9 of a 9-pixel axis. It comes back to float32 rounding, where a float32
+    FFT gives it to only 4e-5 relative."""
+    c = float(np.float32(np.cos(4 * np.pi / 9) + 2.0**-20))  # exact in float32
+    weight = torch.zeros(1, 1, 3, 3, dtype=torch.float32)
+    weight[0, 0, 1] = torch.tensor([1.0, -2 * c, 1.0])
+    got = conv_singular_values(weight, (9, 9))
+    assert got.dtype == torch.float32
+    smallest = 2 * abs(np.cos(4 * np.pi / 9) - c)  # float64 closed form
+    assert got.min().item() == pytest.approx(smallest, rel=1e-6)
+    dense = torch.linalg.svdvals(conv2d_matrix(weight.double(), (9, 9), "circular"))
+    torch.testing.assert_close(got.double(), dense, rtol=2e-7, atol=0)
+
+
+def test_pinv_of_a_near_singular_kernel_matches_the_dense_pinv(generator):
+    """Condition number 1.3e5, far above the cutoff: every singular value is inverted."""
+    weight = near_singular_kernel()
+    y = randn(generator, 2, 1, 8, 8)
+    dense = torch.linalg.pinv(conv2d_matrix(weight, (8, 8), "circular"))
+    expected = dense_apply(dense, y)
+    torch.testing.assert_close(conv2d_pinv(y, weight), expected, rtol=1e-10, atol=1e-12)
+    assert expected.abs().max().item() > 1e3  # the small singular value does matter
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zero_padded_solver_on_zero_data_and_a_zero_kernel(dtype):
+    """ "relative_residual ... 0 for a zero right-hand side": no 0/0 anywhere, x = 0 exactly."""
+    generator = torch.Generator().manual_seed(0)
+    kernel = randn(generator, 2, 3, 3, 3, dtype=dtype)
+    y = randn(generator, 2, 2, 6, 5, dtype=dtype)
+    cases = [(torch.zeros_like(y), kernel, 0.0), (y, torch.zeros_like(kernel), 0.0)]
+    cases.append((torch.zeros_like(y), kernel, 0.5))
+    for data, weight, reg in cases:
+        x, info = conv2d_pinv(data, weight, "zeros", reg, return_info=True)
+        assert torch.equal(x, torch.zeros(2, 3, 6, 5, dtype=dtype))
+        assert info.converged and info.iterations == 0
+        assert torch.equal(info.relative_residual, torch.zeros(2, dtype=dtype))

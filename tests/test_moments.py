@@ -267,3 +267,67 @@ def test_the_one_pass_formula_keeps_its_earlier_name():
     from gradbook.moments import spatial_moments_naive
 
     assert spatial_moments_naive is spatial_moments_one_pass
+
+
+# ---------------------------------------------------------------------------
+# docstring promises on their hardest inputs
+
+
+def test_float32_softmax_of_a_megapixel_map_is_accepted():
+    """ "(for example a softmax over the H * W pixels)": the softmax's own float32 rounding
+    grows with the map (|sum - 1| = 1.1e-4 here, above SUM_TOL's 1e-4); the default
+    tolerance grows with it, and the moments match float64 ones of the same map."""
+    scores = 5 * torch.randn(1024, 1024, generator=torch.Generator().manual_seed(0))
+    p = scores.flatten().softmax(0).reshape(1024, 1024)
+    assert abs(p.double().sum().item() - 1) > 1e-4  # the hard case the tolerance must cover
+    mean, cov = spatial_moments(p)
+    ref_mean, ref_cov = spatial_moments(p.double(), atol=1e-3)  # the same weights, float64
+    torch.testing.assert_close(mean.double(), ref_mean, rtol=1e-5, atol=0)
+    torch.testing.assert_close(cov.double(), ref_cov, rtol=1e-3, atol=0)  # float32 sums of 1e6
+    with pytest.raises(ValueError, match="sum to 1"):
+        spatial_moments(p * 1.01)  # an unnormalised map is still caught
+
+
+@pytest.mark.parametrize("beta", [1e3, 1e30, 1e38])
+def test_soft_argmax_at_huge_beta_is_the_argmax_with_finite_gradients(beta):
+    """ "Larger values move the result towards the hard argmax": up to float32's largest beta,
+    exactly the argmax, no NaN in the gradient."""
+    scores = torch.rand(2, 60, 80, generator=torch.Generator().manual_seed(1))
+    scores[0, 53, 76] = 2.0
+    scores[1, 7, 1] = 2.0
+    scores.requires_grad_(True)
+    got = soft_argmax(scores, beta=beta)
+    assert got.tolist() == [[76.0, 53.0], [1.0, 7.0]]
+    (grad,) = torch.autograd.grad(got.sum(), scores)
+    assert torch.isfinite(grad).all()
+    with pytest.raises(ValueError, match="beta: beta \\* scores overflows"):
+        soft_argmax(scores.detach() * 1e10, beta=1e30)
+
+
+@pytest.mark.parametrize("value", [0.0, 1e30, -3e38])
+def test_soft_argmax_of_a_constant_map_is_its_centre(dtype, value):
+    """ "Smaller values [of beta move the result] towards the centre": a constant map is the
+    limit, at any level up to the dtype's largest finite number."""
+    scores = torch.full((400, 399), value, dtype=dtype)
+    got = soft_argmax(scores)
+    centre = torch.tensor([199.0, 199.5], dtype=torch.float64)
+    atol = 2e-4 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got.double(), centre, rtol=0, atol=atol)
+
+
+def test_soft_argmax_masked_pixels_get_exactly_zero_gradient():
+    """ "-inf masks a pixel out": weight 0, and no NaN from inf - inf in the backward pass."""
+    scores = torch.randn(4, 5, generator=torch.Generator().manual_seed(2), dtype=F64)
+    scores[:, 2:] = -float("inf")
+    scores.requires_grad_(True)
+    (grad,) = torch.autograd.grad(soft_argmax(scores, beta=3.0).sum(), scores)
+    assert torch.isfinite(grad).all() and torch.equal(grad[:, 2:], torch.zeros(4, 3, dtype=F64))
+    only = torch.full((4, 5), -float("inf"), dtype=F64)
+    only[2, 3] = -1e300  # one finite score, however small, is the whole map
+    assert soft_argmax(only).tolist() == [3.0, 2.0]
+
+
+def test_empty_batches(dtype):
+    assert soft_argmax(torch.zeros(0, 3, 4, dtype=dtype)).shape == (0, 2)
+    mean, cov = spatial_moments(torch.zeros(0, 3, 4, dtype=dtype))
+    assert mean.shape == (0, 2) and cov.shape == (0, 2, 2)

@@ -893,3 +893,103 @@ def test_forum_points_are_the_questions_data():
     np.testing.assert_array_equal(forum_points()[1], noisy)
     with pytest.raises(TypeError, match="noise: expected True or False, got int"):
         forum_points(1)
+
+
+# ---------------------------------------------------------------------------
+# docstring promises on their hardest inputs
+
+HARD_ANGLES = [0.0, 1e-8, 0.05, 0.4999, 0.5001, 1.0, PI - 1e-7, PI]
+
+
+def test_exp_second_derivatives_at_zero_are_exact(device, dtype):
+    """ "All derivatives are exact at 0": the series I + K + K^2/2 + ... gives
+    d^2 Exp / dv_i dv_j = ([e_i]x [e_j]x + [e_j]x [e_i]x) / 2 at v = 0, to the last bit."""
+    v = torch.zeros(3, device=device, dtype=dtype)
+    second = torch.func.jacfwd(torch.func.jacrev(exp_map))(v)  # (3, 3, i, j)
+    E = hat(torch.eye(3, device=device, dtype=dtype))  # E[i] = [e_i]x
+    expected = 0.5 * (E[:, None] @ E[None, :] + E[None, :] @ E[:, None])  # (i, j, 3, 3)
+    assert torch.equal(second.permute(2, 3, 0, 1), expected)
+
+
+@pytest.mark.parametrize("angle", HARD_ANGLES)
+def test_jacobians_in_float32_against_50_digit_coefficients(device, angle):
+    """ "Every function works in float32": at the series/closed-form switch (0.5 rad in
+    float32), next to 0 and up to pi, within a few float32 roundings of the exact value."""
+    axis = torch.tensor([0.36, -0.48, 0.8], dtype=torch.float64)
+    v64 = axis * angle
+    v = v64.to(device, torch.float32)
+    t = float(torch.linalg.vector_norm(v.double()))  # the angle float32 actually holds
+    _, b, c, d = mp_jacobian_coefficients(t)
+    K = hat(v.double().cpu())
+    vv = v.double().cpu()[:, None] * v.double().cpu()[None, :]
+    eye = torch.eye(3, dtype=torch.float64)
+    expected = {
+        right_jacobian: eye - b * K + c * K @ K,
+        left_jacobian: eye + b * K + c * K @ K,
+        left_jacobian_inv: (1 - d * t**2) * eye - 0.5 * K + d * vv,
+        right_jacobian_inv: (1 - d * t**2) * eye + 0.5 * K + d * vv,
+    }
+    for fn, ref in expected.items():
+        got = fn(v)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.cpu().double(), ref, rtol=0, atol=1e-6, msg=fn.__name__)
+
+
+@pytest.mark.parametrize("angle", [0.0, PI - 1e-7, PI])
+def test_jacobian_gradients_are_finite_at_zero_and_pi(device, dtype, angle):
+    """ "Values *and* gradients are finite at angle 0 and at angle pi", for the Jacobians and
+    exp_map_derivative too (first and second derivatives)."""
+    v = (torch.tensor([0.36, -0.48, 0.8], dtype=torch.float64) * angle).to(device, dtype)
+    for fn in (right_jacobian, left_jacobian, left_jacobian_inv, right_jacobian_inv):
+        x = v.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(fn(x).square().sum() + fn(x)[0, 1], x, create_graph=True)
+        (second,) = torch.autograd.grad(grad.sum(), x)
+        assert torch.isfinite(grad).all() and torch.isfinite(second).all(), fn.__name__
+    x = v.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(exp_map_derivative(x).sum(), x)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("angle", [PI - 1e-7, PI])
+def test_jacobians_gradcheck_at_pi(angle):
+    v = (torch.tensor([0.36, -0.48, 0.8], dtype=torch.float64) * angle).requires_grad_(True)
+    for fn in (right_jacobian, left_jacobian, left_jacobian_inv, right_jacobian_inv):
+        assert torch.autograd.gradcheck(fn, (v,), eps=1e-6, atol=1e-8), fn.__name__
+
+
+@pytest.mark.parametrize("angle", [0.0, 1e-8, 0.3, 2.0, PI - 1e-7, PI])
+def test_geodesic_distance_gradient_norm_at_every_angle(dtype, angle):
+    """The gradient in R2 has Frobenius norm sqrt(cos^2 t / 2 + 3 sin^2 t / 4) (d = atan2(|s|, c)
+    with s = vee(M), c = (tr M - 1)/2, and |s|^2 + c^2 = 1); at the kinks 0 and pi, with
+    R1 and R2 the same rotation computed two ways, rounding picks a one-sided gradient."""
+    v = torch.tensor([0.3, -1.1, 0.7], dtype=torch.float64)
+    axis = torch.tensor([0.36, -0.48, 0.8], dtype=torch.float64)
+    R1 = exp_map(v.to(dtype))
+    half = exp_map((v / 2).to(dtype))  # R1 again, up to rounding: M is not exactly symmetric
+    R2 = (half @ half @ exp_map((axis * angle).to(dtype))).requires_grad_(True)
+    (grad,) = torch.autograd.grad(geodesic_distance(R1, R2), R2)
+    expected = math.sqrt(math.cos(angle) ** 2 / 2 + 3 * math.sin(angle) ** 2 / 4)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert torch.isfinite(grad).all()
+    assert abs(torch.linalg.matrix_norm(grad).item() - expected) < tol
+    assert torch.linalg.matrix_norm(grad).item() <= math.sqrt(3) / 2 + tol
+
+
+def test_geodesic_distance_gradient_is_zero_where_m_is_exactly_symmetric(dtype):
+    R = exp_map(torch.tensor([0.3, -1.1, 0.7], dtype=dtype))
+    half_turn = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=dtype))
+    for R1, R2, angle in ((R, R, 0.0), (torch.eye(3, dtype=dtype), half_turn, PI)):
+        R2 = R2.clone().requires_grad_(True)
+        d = geodesic_distance(R1, R2)
+        (grad,) = torch.autograd.grad(d, R2)
+        assert abs(d.item() - angle) < 1e-6
+        assert grad.abs().max().item() < 1e-18
+
+
+def test_kabsch_and_fit_rotation_accept_empty_batches(dtype):
+    """ "Every leading dimension is a batch dimension (an empty batch is fine)"."""
+    p = torch.zeros(0, 5, 3, dtype=dtype)
+    assert kabsch(p, p).shape == (0, 3, 3)
+    R, info = fit_rotation(p, p)
+    assert R.shape == (0, 3, 3) and info.cost.shape == (0,) and info.converged.shape == (0,)
+    assert info.iterations == 0

@@ -428,3 +428,44 @@ def test_device_mismatch_is_rejected():
     x = torch.ones(3, device="cuda")
     with pytest.raises(ValueError, match="v: expected device cuda"):
         vjp(torch.sin, x, torch.ones(3))
+
+
+# Docstring promises on their hardest inputs ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [
+        (torch.float32, 1e-25),  # ||J t||^2 underflows float32
+        (torch.float32, 1e20),  # ||J t||^2 overflows float32
+        (torch.float64, 1e-170),
+        (torch.float64, 1e160),
+    ],
+)
+def test_dot_product_test_is_scale_free_at_extreme_magnitudes(dtype, scale):
+    """ "Scale-free": a correct pair gives a few units of rounding and a wrong one 1e-3 to 1,
+    also where squaring J t would under- or overflow the dtype."""
+    A = randn(30, 40, seed=30).to(dtype) * scale
+    x = randn(40, seed=31, dtype=dtype)
+
+    def f(z):
+        return A @ z
+
+    right = dot_product_test(f, x, torch.Generator().manual_seed(0))
+    assert right < (1e-6 if dtype == torch.float32 else 1e-15)
+    for wrong in (lambda v: -(v @ A), lambda v: v[:20].repeat(2) @ A[:20].repeat(2, 1)):
+        assert 1e-3 <= dot_product_test(f, x, vjp_fn=wrong) <= 1
+
+
+def test_dot_product_test_in_float32_on_a_wide_dynamic_range():
+    """ "~1e-7 in float32", with Jacobian entries from 1e-18 to 1e18 in one map."""
+    w = torch.logspace(-18, 18, 1000)
+    x = randn(1000, seed=32, dtype=torch.float32)
+    assert dot_product_test(lambda z: (w * z).cumsum(0), x) < 1e-6
+
+
+def test_dot_product_test_is_zero_when_both_products_vanish():
+    """ "0.0 when J t and v^T J are both zero", also for an empty input."""
+    x = randn(5, seed=33)
+    assert dot_product_test(lambda z: 0 * z[:3], x) == 0.0
+    assert dot_product_test(lambda z: z.sum().reshape(1), torch.zeros(0, dtype=F64)) == 0.0

@@ -3,6 +3,8 @@ dense matrices, central differences and gradcheck in float64."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -555,3 +557,90 @@ def test_array_matrices_are_not_rounded_to_the_image_dtype(generator):
         atol=0,
     )
     assert warp_affine(image, M, (18, 25)).dtype == torch.float32
+
+
+# ------------------------------------------------- docstring promises on their hardest inputs
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [
+        (torch.float32, 1e20),  # the determinant, 1e40, overflows float32
+        (torch.float32, 1e-30),  # the determinant, 1e-60, underflows float32
+        (torch.float64, 1e160),
+        (torch.float64, 1e-160),
+    ],
+)
+def test_invert_affine_is_singular_only_to_rounding_at_every_scale(dtype, scale):
+    """ "Singular (to rounding: |det A| <= 64 eps max|A_ij|^2)" is a scale-free test, so a
+    scaled rotation is never singular; its inverse is as accurate as that of the rotation."""
+    M = rotation_matrix_2d((3.0, -2.0), 53.0, 1.0)
+    M[:, :2] *= scale
+    M = M.to(dtype)
+    lifted = np.vstack([M.double().numpy(), [0.0, 0.0, 1.0]])
+    expected = np.linalg.inv(lifted)[:2]  # LAPACK, float64, of the same rounded entries
+    got = invert_affine(M).double().numpy()
+    rtol = 4e-7 if dtype == torch.float32 else 1e-15
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+    # and a rank-one matrix is still singular at that scale; so is a zero one
+    rank_one = torch.tensor([[1.0, 2.0, 0.0], [2.0, 4.0, 1.0]], dtype=dtype)
+    rank_one[:, :2] *= scale
+    for singular in (rank_one, torch.zeros(2, 3, dtype=dtype)):
+        with pytest.raises(ValueError, match="singular"):
+            invert_affine(singular)
+
+
+def test_invert_affine_rejects_non_finite_entries():
+    M = torch.tensor([[float("inf"), 0.0, 0.0], [0.0, 1.0, 0.0]])
+    with pytest.raises(ValueError, match="M: expected finite entries"):
+        invert_affine(M)
+
+
+@pytest.mark.parametrize("shift", [1e4, 1e9, 1e30])
+def test_a_warp_entirely_outside_the_image_is_the_border_exactly(dtype, shift):
+    """BORDER_CONSTANT outside, and "pixels no sample touches get exactly 0" gradient, also
+    for source coordinates far beyond float32's integer range."""
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 20, 30, generator=generator, dtype=dtype).requires_grad_(True)
+    border = torch.tensor([0.25, -0.5, 0.75], dtype=dtype, requires_grad=True)
+    M = torch.tensor([[1.0, 0.0, shift], [0.0, 1.0, -shift]], dtype=torch.float64)
+    out = warp_affine(image, M, (20, 30), border_value=border)
+    assert torch.equal(out, border[:, None, None].expand_as(out))
+    grad_image, grad_border = torch.autograd.grad(out.sum(), (image, border))
+    assert torch.equal(grad_image, torch.zeros_like(image))
+    assert grad_border.tolist() == [2 * 20 * 30] * 3
+
+
+@pytest.mark.parametrize("center", [(0.1, 0.2), (1000.1, 2000.3), (1e5 + 0.1, 3e5 + 0.3)])
+@pytest.mark.parametrize("angle", [30.0, 135.0])
+def test_rotation_matrix_differs_from_cv2_only_by_its_float32_centre(center, angle):
+    """The docstring's bound 2^-24 (|1 - alpha| + |beta|) max|c| on the difference from
+    cv2.getRotationMatrix2D, and the centre as a fixed point, for centres up to 3e5."""
+    alpha, beta = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    bound = 2.0**-24 * (abs(1 - alpha) + abs(beta)) * max(abs(c) for c in center)
+    expected = cv2.getRotationMatrix2D(center, angle, 1.0)
+    got = rotation_matrix_2d(center, angle).numpy()
+    assert np.abs(got - expected).max() <= bound + 1e-12
+    rounded = tuple(float(np.float32(c)) for c in center)  # what cv::Point2f holds
+    np.testing.assert_allclose(
+        rotation_matrix_2d(rounded, angle).numpy(), expected, rtol=0, atol=1e-15 * max(center)
+    )
+    fixed = got @ np.array([*center, 1.0])
+    np.testing.assert_allclose(fixed, center, rtol=0, atol=8e-16 * max(center))
+
+
+@pytest.mark.parametrize("size", [(8, 1000), (4, 3000), (1000, 8), (120, 120)])
+def test_float32_warps_of_large_images_stay_within_the_documented_bound(size):
+    """ "Off by up to about eps max(H, W, h, w) pixels per axis": the identity, a small and a
+    large rotation of float32 images up to 3000 pixels wide against the float64 reference."""
+    height, width = size
+    image = torch.rand(1, height, width, generator=torch.Generator().manual_seed(0))
+    centre = ((width - 1) / 2, (height - 1) / 2)
+    bound = 2 * torch.finfo(torch.float32).eps * max(size)  # neighbours differ by <= 1
+    for M in (
+        torch.eye(2, 3, dtype=torch.float64),
+        *(rotation_matrix_2d(centre, angle) for angle in (0.5, 30.0)),
+    ):
+        got = warp_affine(image, M, size)
+        expected = warp_affine_naive(image, M, size)
+        assert (got.double() - expected).abs().max().item() <= bound

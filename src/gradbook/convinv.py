@@ -184,7 +184,7 @@ def conv2d_circular_adjoint(y: Tensor, weight: Tensor) -> Tensor:
 
 
 def conv2d_zeros(x: Tensor, weight: Tensor) -> Tensor:
-    """The asker's operator: ``F.conv2d(x, weight, padding=(kh // 2, kw // 2))`` (zero padding).
+    """Cross-correlation with zero padding: ``F.conv2d(x, weight, padding=(kh // 2, kw // 2))``.
 
     Args:
         x: ``(B, c_in, H, W)`` or ``(c_in, H, W)``.
@@ -457,21 +457,25 @@ def conv_pinv_symbol(
     .. math::
 
         B(w) = V(w)\\, \\mathrm{diag}(\\phi(s))\\, U(w)^H, \\qquad
-        \\phi(s) = \\begin{cases} s / (s^2 + \\lambda) & \\lambda > 0 \\\\
-                                  1/s \\ [s > \\text{rcond}\\, s_{\\max}],\\ \\text{else } 0
-                                  & \\lambda = 0 \\end{cases}
+        \\phi(s) = \\begin{cases} s / (s^2 + \\lambda) & s > \\text{rcond}\\, s_{\\max} \\\\
+                                  0 & \\text{else} \\end{cases}
+        \\quad (1/s \\text{ for } \\lambda = 0)
 
     from the SVD ``A(w) = U diag(s) V^H``. For ``lam > 0`` this equals
     ``(A^H A + lam I)^-1 A^H``; for ``lam = 0`` it is the Moore-Penrose
-    pseudo-inverse of each ``A(w)``, with singular values below
+    pseudo-inverse of each ``A(w)``. For every ``lam``, singular values below
     ``rcond * s_max`` (``s_max`` the largest over *all* frequencies, as a dense
-    ``pinv`` of the whole operator would use) treated as zero.
+    ``pinv`` of the whole operator would use) are treated as zero: they are what
+    the FFT and the SVD make of an exactly singular ``A(w)`` (about
+    ``1e-16 s_max``), and ``s / (s^2 + lam)`` would turn that rounding into a
+    gain of up to ``1 / (2 sqrt(lam))``. Only ``lam`` below about
+    ``rcond * s_max^2`` notices the cut.
 
     Args:
         weight: ``(c_out, c_in, kh, kw)``.
         size: ``(H, W)``.
         reg: ``lam >= 0``, on the scale of the squared singular values.
-        rcond: relative cutoff for ``reg = 0``; default
+        rcond: relative cutoff; default
             ``max(c_out, c_in) * H * W * eps(float64)``, the default of
             ``torch.linalg.pinv`` for the dense float64 operator matrix.
 
@@ -485,10 +489,10 @@ def conv_pinv_symbol(
         rcond = max(c_out, c_in) * H * W * torch.finfo(torch.float64).eps
     rcond = check_nonnegative("rcond", rcond)
     U, s, Vh = _svd_symbol(weight, H, W)
+    keep = s > rcond * s.max()
     if reg > 0:
-        phi = s / (s * s + reg)
+        phi = torch.where(keep, s / (s * s + reg), 0.0)
     else:
-        keep = s > rcond * s.max()
         phi = torch.where(keep, 1.0 / torch.where(keep, s, 1.0), 0.0)
     inverse = Vh.mH @ (phi[..., None] * U.mH)
     return inverse.to(_complex_dtype(weight.dtype))
@@ -688,7 +692,7 @@ def conv2d_pinv(
       ``A(w)^+`` for ``reg = 0`` (minimum norm for wide, least squares for
       tall ``A(w)``) and ``(A(w)^H A(w) + reg I)^-1 A(w)^H`` for ``reg > 0``.
       Cost ``O(H W c^3 + c H W log(H W))``.
-    * ``padding="zeros"`` (``A`` = :func:`conv2d_zeros`, the asker's
+    * ``padding="zeros"`` (``A`` = :func:`conv2d_zeros`,
       ``F.conv2d(x, K, padding=k // 2)``): :func:`cgls` with ``conv2d`` and
       ``conv_transpose2d``, each iteration costing two convolutions. Stops at
       ``tol`` (relative normal-equation residual) or ``max_iter``; check
@@ -701,7 +705,7 @@ def conv2d_pinv(
         weight: ``(c_out, c_in, kh, kw)``, odd ``kh`` and ``kw``, same dtype and device.
         padding: ``"circular"`` or ``"zeros"``.
         reg: Tikhonov ``lam >= 0`` (same meaning for both paddings).
-        rcond: singular-value cutoff for the circular ``reg = 0`` case (see
+        rcond: relative singular-value cutoff for circular padding (see
             :func:`conv_pinv_symbol`).
         tol: iterative solver tolerance; default 1e-10 in float64, 1e-5 in float32.
         max_iter: iteration limit of the iterative solver.

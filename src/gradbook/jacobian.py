@@ -372,9 +372,9 @@ def jacobian(
             (see :func:`choose_mode`; the choice is remembered per function and
             input shape). It first evaluates ``f`` once, without a
             graph, to learn ``m``. The rule counts passes, not fixed costs: for
-            Jacobians that take well under a millisecond, forward mode of an
-            ``f`` with captured constants can be about 2x slower than reverse
-            (see :func:`jacobian_fwd_explicit`).
+            small Jacobians the fixed cost per operation can decide instead, and
+            forward mode of an ``f`` with captured constants pays extra per
+            operation (see :func:`jacobian_fwd_explicit`).
         chunk_size: at most this many VJPs (reverse) or JVPs (forward) are batched
             at once; ``None`` batches all of them. Smaller chunks bound the memory
             (about ``chunk_size`` copies of the intermediates) at some speed cost.

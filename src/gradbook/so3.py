@@ -502,8 +502,12 @@ def geodesic_distance(R1: Tensor, R2: Tensor) -> Tensor:
     i.e. ``atan2(sin t, cos t)``: accurate to a unit roundoff at every angle,
     unlike ``acos((tr M - 1)/2)`` (wrong by ~1e-8 near 0 in float64) or the chordal
     ``2 asin(|R1 - R2|_F / (2 sqrt 2))`` (loses half the digits near pi). The
-    gradient is finite everywhere; at angle 0 and pi, where the distance has a
-    kink, it is 0.
+    gradient is finite everywhere: for rotations its Frobenius norm in ``R2`` is
+    ``sqrt(cos^2 t / 2 + 3 sin^2 t / 4) <= sqrt(3) / 2`` at angle ``t``. At angle
+    0 and pi, where the distance has a kink, it is 0 when ``M`` is exactly
+    symmetric (``R1 == R2``, an exact half turn such as ``diag(1, -1, -1)``);
+    otherwise the rounding of ``M`` picks one of the one-sided gradients, of
+    norm ``1 / sqrt 2``.
 
     Args:
         R1, R2: ``(..., 3, 3)`` rotation matrices (batch shapes broadcast).

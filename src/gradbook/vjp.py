@@ -222,6 +222,11 @@ def _inner(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum()
 
 
+def _largest(a: Tensor) -> float:
+    """``max |a|`` as a Python float, 0.0 for an empty tensor."""
+    return a.abs().max().item() if a.numel() else 0.0
+
+
 def dot_product_test(
     f: Function,
     x: Tensor,
@@ -244,9 +249,12 @@ def dot_product_test(
 
     a number between 0 and 1 (Cauchy-Schwarz bounds both ``|a|`` and ``|b|`` by
     the denominator, so the test is scale-free and cannot be fooled by a
-    nearly-zero ``a``). A correct pair gives a few units of rounding
-    (``~1e-16`` in float64, ``~1e-7`` in float32); a wrong VJP (a missing
-    term, a transposed Jacobian, a wrong sign) gives ``1e-3`` to ``1``.
+    nearly-zero ``a``). ``J t`` and ``v^T J`` are divided by their largest entry
+    before the products, so Jacobians with entries near the dtype's overflow or
+    underflow threshold (``1e20`` or ``1e-25`` in float32) are tested as well.
+    A correct pair gives a few units of rounding (``~1e-16`` in float64,
+    ``~1e-7`` in float32); a wrong VJP (a missing term, a transposed Jacobian,
+    a wrong sign) gives ``1e-3`` to ``1``.
 
     By default the JVP is forward mode through ``f`` (:func:`jvp`) and the VJP
     is reverse mode (:func:`vjp`): the test then checks autograd's backward of
@@ -293,8 +301,14 @@ def dot_product_test(
         check_tensor("vjp_fn(v)", vj)
         _check_like("jvp_fn(t)", jt, out, "the output f(x)")
         _check_like("vjp_fn(v)", vj, x, "the input x")
-        a, b = _inner(v, jt.detach()), _inner(vj.detach(), t)
-        scale = v.norm() * jt.detach().norm() + vj.detach().norm() * t.norm()
+        jt, vj = jt.detach(), vj.detach()
+        # one common factor for J t and v^T J leaves the ratio unchanged, and no square
+        # in the norms under- or overflows, however large or small J is
+        common = max(_largest(jt), _largest(vj))
+        if common > 0:
+            jt, vj = jt / common, vj / common
+        a, b = _inner(v, jt), _inner(vj, t)
+        scale = v.norm() * jt.norm() + vj.norm() * t.norm()
         if scale > 0:
             worst = max(worst, ((a - b).abs() / scale).item())
     return worst

@@ -151,10 +151,11 @@ def wrap_blackbox(
     returns ``g^T J(x)`` row by row, estimated by ``jacobian``:
 
     - ``"central"`` (default): central differences, ``2m`` evaluations per row,
-      error ``~ 1e-10`` relative with the default step; passes
-      ``torch.autograd.gradcheck`` in float64 on a smooth ``fun``;
+      error ``~ 1e-10`` relative with the default step on unit-sized inputs;
+      passes ``torch.autograd.gradcheck`` in float64 on a smooth ``fun``;
     - ``"forward"`` / ``"backward"``: one-sided differences, ``m`` evaluations
-      (``f(x)`` comes from the forward pass), error ``~ 1e-8``;
+      (``f(x)`` comes from the forward pass), error ``~ 1e-8`` on unit-sized
+      inputs (``~ 2e-7`` at ``|x| ~ 1e3`` on the chapter's test function);
     - an estimator object with ``.vjp(fun, x, fx, g)`` (:class:`SPSA`,
       :class:`JacobianTracker`, :class:`FiniteDifferences`);
     - a callable ``x -> (n, m)`` Jacobian, when one is known.
@@ -230,18 +231,16 @@ def gradiator(
     *,
     numpy: bool = False,
 ) -> Callable[[Tensor], Tensor]:
-    """The forum's wrapper, made correct: ``y = fun(x)`` whose backward is ``grad_fun(x, g)``.
+    """A black box ``y = fun(x)`` in autograd, whose backward is ``grad_fun(x, g)``.
 
     ``grad_fun(x, g)`` must return ``g^T J_f(x)``, an array of ``x``'s shape.
-    Compared with the original:
 
     - ``setup_context`` style: ``forward`` does not see ``ctx`` (the style
       torch recommends, and the one ``torch.func`` builds on); ``fun`` and
       ``grad_fun`` travel as non-tensor arguments, so one class serves every call;
     - ``fun`` and ``grad_fun`` see detached values (NumPy arrays on the CPU when
-      ``numpy=True``), so a NumPy black box no longer fails with "Can't call
-      numpy() on Tensor that requires grad"; results come back in ``x``'s dtype
-      and on ``x``'s device;
+      ``numpy=True``), so a NumPy black box can call ``numpy()`` on them;
+      results come back in ``x``'s dtype and on ``x``'s device;
     - the backward returns ``None`` when ``x`` needs no gradient, checks the
       shape of what ``grad_fun`` returns, and refuses double backward (a
       ``RuntimeError``, where ``@once_differentiable`` can stay silent);
