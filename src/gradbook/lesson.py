@@ -42,8 +42,9 @@ FIGURE_STYLE: dict[str, Any] = {
     "image.cmap": "viridis",
 }
 
-#: The widest figure, in inches, that the book's text column (752 px) shows
-#: without shrinking it at ``figure.dpi`` 100; wider figures shrink their text.
+#: The width, in inches, of a full-width lesson figure: at ``figure.dpi`` 100 the
+#: book's text column (688 px in a 1280-px window) shows it at 93% of its size,
+#: above the 90% under which ``make check-book`` calls a figure shrunk.
 FIGURE_WIDTH = 7.4
 
 #: Where the benchmark results live, relative to the repository root.
@@ -243,9 +244,9 @@ def use_figure_style() -> None:
 
     In a notebook, figures are also stored as "retina" PNGs: twice the pixels,
     shown at ``figure.dpi`` pixels per inch, so they stay sharp on high-density
-    screens. A figure at most :data:`FIGURE_WIDTH` inches wide is shown at its
-    full size in the book's text column, where its 9-10 pt text reads as
-    12.5-14 px.
+    screens. A figure at most :data:`FIGURE_WIDTH` inches wide is shown at 93%
+    of its size or more in the book's text column, where its 9-10 pt text reads
+    as 11.5 px or more.
     """
     import matplotlib as mpl
 
