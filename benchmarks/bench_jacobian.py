@@ -4,15 +4,32 @@
     python benchmarks/bench_jacobian.py --sizes 10 100   # a quicker run
 
 Two functions ``R^n -> R^m`` in float64 on the CPU: a tanh MLP with 32 hidden
-units and ``tanh(A x)``. Besides ``jacfwd`` of the closure, forward mode runs once
+units and ``tanh(A x)``. The torch methods are the row loop
+(:func:`gradbook.jacobian.jacobian_loop`, one ``torch.autograd.grad`` per output
+entry), ``torch.func.jacrev`` (vmap over VJPs), ``torch.func.jacfwd`` (vmap over
+JVPs), :func:`gradbook.jacobian.jacobian` with ``mode="auto"``, and the two
+legacy batched paths on the autograd engine's vmap prototype:
+``autograd.grad(..., is_grads_batched=True)`` with the identity as a batch of
+``grad_outputs``, and ``torch.autograd.functional.jacobian(vectorize=True)``.
+Chapter 3 renders the whole table; chapter 2 reads the legacy paths' rows.
+Besides ``jacfwd`` of the closure, forward mode runs once
 more with the weights passed explicitly (``jacobian_fwd_explicit``), which takes
 the captured constants' ZeroTensor tangents out of the timing. Every method's
 Jacobian is compared with the analytic one before it is timed (the error is
-stored next to the time). Theano runs in its own environment (``.venv-theano``)
+stored next to the time); the analytic Jacobians are the closed forms
+:func:`gradbook.jacobian.tanh_affine_jacobian` (``diag(1 - tanh(Ax)^2) A``) and
+:func:`gradbook.jacobian.tanh_mlp_jacobian`, written by hand without autodiff and
+so independent of every method timed. Theano runs in its own environment (``.venv-theano``)
 through ``theano_jacobian_timings.py``, and its rows are merged into the same
 table; without that environment they are left out and the file says why.
 Writes ``book/data/bench_jacobian.json``.
 
+The methods of one case are timed round-robin (each of 9 rounds calls every
+method once), so load from other work on the machine falls on all of them alike,
+and the whole sweep over the cases runs ``--passes`` times (3), so a burst of
+load hits one pass of a case, not all. Each row stores the median over the
+passes of each pass's median (``median_s``) and the best round of all
+(``best_s``); the chapters read the best, the time least disturbed by other work.
 Everything runs on one thread by default (``--threads``): the methods are then
 compared on equal terms, and on a busy machine the batched methods do not stall
 waiting for a second core (measured: ``jacrev`` at n = m = 100 took 0.4 ms on
@@ -30,16 +47,16 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import median_time, write_results  # noqa: E402
+from _common import interleaved_timings, write_results  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from gradbook.jacobian import (  # noqa: E402
@@ -58,12 +75,27 @@ THEANO_PYTHON = ROOT / ".venv-theano" / "bin" / "python"
 HIDDEN = 32
 DTYPE = torch.float64
 
+
+def grads_batched(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The Jacobian by one ``autograd.grad`` call with ``is_grads_batched=True`` (legacy path).
+
+    The batch of ``grad_outputs`` is the identity, one one-hot cotangent per output
+    entry, so row ``k`` of the result is ``e_k^T J``.
+    """
+    leaf = x.detach().requires_grad_(True)
+    y = f(leaf)
+    eye = torch.eye(y.numel(), dtype=y.dtype, device=y.device).reshape(y.numel(), *y.shape)
+    (rows,) = torch.autograd.grad(y, leaf, eye, is_grads_batched=True)
+    return rows.reshape(*y.shape, *x.shape)
+
+
 #: torch methods: name -> Jacobian of (f, x)
 TORCH_METHODS: dict[str, Callable] = {
     "torch row loop": jacobian_loop,
     "jacrev": lambda f, x: torch.func.jacrev(f)(x),
     "jacfwd": lambda f, x: torch.func.jacfwd(f)(x),
     "auto": lambda f, x: jacobian(f, x, mode="auto"),
+    "is_grads_batched": grads_batched,
     "autograd.functional (vectorize)": lambda f, x: torch.autograd.functional.jacobian(
         f, x, vectorize=True
     ),
@@ -108,23 +140,25 @@ def pytensor_functions() -> dict[str, Callable]:
     return compiled
 
 
+def case_methods(function: str, f: Callable, x: torch.Tensor, data: dict, compiled: dict):
+    """name -> zero-argument callable returning the Jacobian of one case."""
+    methods: dict[str, Callable[[], torch.Tensor]] = {
+        name: (lambda method=method: method(f, x)) for name, method in TORCH_METHODS.items()
+    }
+    methods["jacfwd (explicit constants)"] = lambda: jacobian_fwd_explicit(
+        EXPLICIT[function], x, data
+    )
+    np_args = pytensor_args(function, x, data)
+    for label in ("PyTensor scan", "PyTensor vectorize"):
+        fn = compiled[function, label]
+        methods[label] = lambda fn=fn: torch.from_numpy(np.asarray(fn(*np_args)))
+    return methods
+
+
 def pytensor_args(function: str, x: torch.Tensor, data: dict) -> list[np.ndarray]:
     if function == "tanh_affine":
         return [data["A"].numpy(), x.numpy()]
     return [data[k].numpy() for k in ("W1", "b1", "W2", "b2")] + [x.numpy()]
-
-
-def checked_and_timed(
-    fn: Callable[[], torch.Tensor], expected: torch.Tensor, budget: float
-) -> tuple[float, float]:
-    """``(max abs error, median time)``; the checked call is the warm-up.
-
-    Slow methods (a first call over 0.3 s) get no further warm-up.
-    """
-    start = time.perf_counter()
-    error = (fn() - expected).abs().max().item()
-    warmup = 0 if time.perf_counter() - start > 0.3 else 1
-    return error, median_time(fn, repeat=7, warmup=warmup, budget_s=budget)
 
 
 def theano_rows(sizes: list[int], functions: list[str]) -> tuple[list[dict], dict]:
@@ -156,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--functions", nargs="+", default=["mlp", "tanh_affine"])
-    parser.add_argument("--budget", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument(
+        "--budget", type=float, default=3.0, help="seconds per method and case (at least 3 rounds)"
+    )
+    parser.add_argument(
+        "--passes", type=int, default=3, help="sweeps over all cases (best and median over them)"
+    )
     parser.add_argument("--no-theano", action="store_true", help="skip the legacy environment")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     args = parser.parse_args(argv)
@@ -165,33 +204,36 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)  # legacy vmap prototype warnings
     generator = torch.Generator().manual_seed(0)
     compiled = pytensor_functions()
-    rows = []
     cases = [(f, n, m) for f in args.functions for n in args.sizes for m in args.sizes]
-    for function, n, m in tqdm(cases, desc="torch and PyTensor"):
-        f, x, expected, data = problem(function, n, m, generator)
-        methods: dict[str, Callable[[], object]] = {
-            name: (lambda method=method, f=f, x=x: method(f, x))
-            for name, method in TORCH_METHODS.items()
+    problems = {case: problem(*case, generator) for case in cases}
+    medians: dict[tuple, list[float]] = {}
+    bests: dict[tuple, list[float]] = {}
+    errors: dict[tuple, float] = {}
+    # whole sweeps, one after another: a burst of load from other work then hits
+    # one pass of a case, not all of them
+    for sweep in range(args.passes):
+        for function, n, m in tqdm(cases, desc=f"torch and PyTensor, pass {sweep + 1}"):
+            f, x, expected, data = problems[function, n, m]
+            methods = case_methods(function, f, x, data, compiled)
+            # the check is each method's first call (a warm-up); then all are timed together
+            for name, run in methods.items():
+                errors[function, n, m, name] = (run() - expected).abs().max().item()
+            timed = interleaved_timings(methods, repeat=9, warmup=1, budget_s=args.budget)
+            for name, (seconds, best) in timed.items():
+                medians.setdefault((function, n, m, name), []).append(seconds)
+                bests.setdefault((function, n, m, name), []).append(best)
+    rows = [
+        {
+            "function": function,
+            "n": n,
+            "m": m,
+            "method": name,
+            "median_s": statistics.median(medians[function, n, m, name]),
+            "best_s": min(bests[function, n, m, name]),
+            "max_abs_err": errors[function, n, m, name],
         }
-        methods["jacfwd (explicit constants)"] = lambda f2=EXPLICIT[function], x=x, data=data: (
-            jacobian_fwd_explicit(f2, x, data)
-        )
-        np_args = pytensor_args(function, x, data)
-        for label in ("PyTensor scan", "PyTensor vectorize"):
-            fn = compiled[function, label]
-            methods[label] = lambda fn=fn, a=np_args: torch.from_numpy(np.asarray(fn(*a)))
-        for name, run in methods.items():
-            error, seconds = checked_and_timed(run, expected, args.budget)
-            rows.append(
-                {
-                    "function": function,
-                    "n": n,
-                    "m": m,
-                    "method": name,
-                    "median_s": seconds,
-                    "max_abs_err": error,
-                }
-            )
+        for function, n, m, name in medians
+    ]
     theano = {"skipped": "--no-theano"}
     if not args.no_theano:
         extra, theano = theano_rows(args.sizes, args.functions)

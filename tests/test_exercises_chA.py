@@ -8,7 +8,8 @@ import mpmath
 import pytest
 import torch
 
-import gradbook.related as related
+import gradbook.counting as counting
+import gradbook.safe_division as safe_division
 from gradbook.exercises import ExerciseFailed
 from gradbook.exercises.chA import (
     _POINTS,
@@ -17,7 +18,7 @@ from gradbook.exercises.chA import (
     check_soft_count_above,
 )
 
-DELEGATE = "write it yourself: this is what gradbook.related"
+DELEGATE = "write it yourself: this is what gradbook."
 
 # Exercise A.1 -----------------------------------------------------------------
 
@@ -70,8 +71,8 @@ def straight_through(x, threshold, temperature):
         (straight_through, "straight-through"),
         (lambda x, t, T: torch.sigmoid((x - t) / T**0.1).sum(), "no useful gradient|off by"),
         (
-            lambda x, t, T: related.soft_count(x, t + 50, T, kernel="sigmoid", radius=50),
-            DELEGATE,
+            lambda x, t, T: counting.soft_count(x, t + 50, T, kernel="sigmoid", radius=50),
+            DELEGATE + "counting.soft_count",
         ),
     ],
 )
@@ -173,7 +174,10 @@ def clamped(x):
             "no gradient",
         ),
         (lambda x: sin_over_x_reference(x.float()), "off by"),
-        (lambda x: related.safe_divide(torch.sin(x), x, 1.0), DELEGATE),
+        (
+            lambda x: safe_division.safe_divide(torch.sin(x), x, 1.0),
+            DELEGATE + "safe_division.safe_divide",
+        ),
     ],
 )
 def test_sin_over_x_mistakes_are_named(wrong, message):

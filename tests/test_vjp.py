@@ -12,6 +12,8 @@ from conftest import central_differences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import gradbook.vjp
+from gradbook.jacobian import jacobian_loop
 from gradbook.vjp import (
     dot_product_test,
     jacobian_explicit,
@@ -19,6 +21,7 @@ from gradbook.vjp import (
     jvp_double_backward,
     vjp,
     vjp_explicit,
+    vjp_from_jacobian,
 )
 
 F64 = torch.float64
@@ -58,7 +61,7 @@ def test_outer_product_vjp_is_twenty(device):
 
 def test_outer_product_jacobian_closed_form(device):
     x = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64, device=device)
-    jac = jacobian_explicit(outer, x)
+    jac = jacobian_loop(outer, x)
     assert jac.shape == (4, 4, 4)
     xs = np.array([1.0, 2.0, 3.0, 4.0])
     eye = np.eye(4)
@@ -131,16 +134,16 @@ def test_two_step_chain_by_hand_equals_one_backward(device):
 # Against dense Jacobians and finite differences --------------------------------
 
 
-def test_jacobian_explicit_matches_central_differences(device):
+def test_jacobian_loop_matches_central_differences(device):
     x = randn(2, 3, seed=1, device=device)
-    jac = jacobian_explicit(mixing, x)
+    jac = jacobian_loop(mixing, x)
     assert jac.shape == (4, 2, 3)
     torch.testing.assert_close(jac, central_differences(mixing, x), rtol=1e-7, atol=1e-8)
 
 
-def test_jacobian_explicit_scalar_output_is_the_gradient(device):
+def test_jacobian_loop_scalar_output_is_the_gradient(device):
     x = randn(5, seed=2, device=device)
-    jac = jacobian_explicit(lambda t: (t**3).sum(), x)
+    jac = jacobian_loop(lambda t: (t**3).sum(), x)
     assert jac.shape == (5,)
     torch.testing.assert_close(jac, 3 * x**2)
 
@@ -173,10 +176,24 @@ def test_jvp_is_not_vjp_for_a_non_symmetric_jacobian():
     assert (jvp(f, x, u) - vjp(f, x, u)).abs().max() > 0.1
 
 
-def test_vjp_explicit_equals_vjp(device):
+def test_vjp_from_jacobian_equals_vjp(device):
     x = randn(2, 3, seed=12, device=device)
     v = randn(4, seed=13, device=device)
-    torch.testing.assert_close(vjp_explicit(mixing, x, v), vjp(mixing, x, v))
+    torch.testing.assert_close(vjp_from_jacobian(mixing, x, v), vjp(mixing, x, v))
+
+
+def test_earlier_names_are_the_same_functions_and_still_work(device):
+    """``jacobian_explicit`` and ``vjp_explicit`` stay importable from gradbook.vjp."""
+    assert jacobian_explicit is jacobian_loop
+    assert vjp_explicit is vjp_from_jacobian
+    assert {"jacobian_explicit", "vjp_explicit"} <= set(vars(gradbook.vjp))
+    x = randn(2, 3, seed=12, device=device)
+    v = randn(4, seed=13, device=device)
+    jac = central_differences(mixing, x)
+    torch.testing.assert_close(jacobian_explicit(mixing, x), jac, rtol=1e-7, atol=1e-8)
+    torch.testing.assert_close(
+        vjp_explicit(mixing, x, v), torch.einsum("k,kij->ij", v, jac), rtol=1e-7, atol=1e-8
+    )
 
 
 # Differentiability (double backward) ---------------------------------------------
@@ -207,7 +224,7 @@ def test_constant_function_gives_zeros(device):
     assert vjp(const, x, torch.ones(2, dtype=F64, device=device)).tolist() == [0.0] * 3
     assert jvp(const, x, x).tolist() == [0.0] * 2
     assert jvp_double_backward(const, x, x).tolist() == [0.0] * 2
-    assert jacobian_explicit(const, x).abs().sum().item() == 0.0
+    assert jacobian_loop(const, x).abs().sum().item() == 0.0
     assert dot_product_test(const, x) == 0.0
 
 
@@ -317,8 +334,8 @@ def test_adjoint_identity_on_random_shapes(in_shape, out_shape, seed):
 
     assert dot_product_test(f, x, torch.Generator().manual_seed(seed)) < 1e-12
     v = randn(*out_shape, seed=seed + 3)
-    torch.testing.assert_close(vjp(f, x, v), vjp_explicit(f, x, v), rtol=1e-12, atol=1e-12)
-    assert jacobian_explicit(f, x).shape == (*out_shape, *in_shape)
+    torch.testing.assert_close(vjp(f, x, v), vjp_from_jacobian(f, x, v), rtol=1e-12, atol=1e-12)
+    assert jacobian_loop(f, x).shape == (*out_shape, *in_shape)
 
 
 # Bad input -------------------------------------------------------------------------
@@ -331,7 +348,7 @@ def test_v_with_the_input_shape_is_rejected_with_both_shapes():
     ):
         vjp(outer, x, torch.ones(4))
     with pytest.raises(ValueError, match=r"v: expected shape \(4, 4\).*got \(4,\)"):
-        vjp_explicit(outer, x, torch.ones(4))
+        vjp_from_jacobian(outer, x, torch.ones(4))
 
 
 def test_t_with_the_output_shape_is_rejected_with_both_shapes():
@@ -387,17 +404,17 @@ def test_dtype_mismatch_is_rejected():
             "f: expected f\\(x\\) to return",
         ),
         (
-            lambda: jacobian_explicit(lambda t: 1.0, torch.ones(2)),
+            lambda: jacobian_loop(lambda t: 1.0, torch.ones(2)),
             TypeError,
             "f: expected f\\(x\\) to return",
         ),
         (
-            lambda: jacobian_explicit(torch.sin, torch.arange(3)),
+            lambda: jacobian_loop(torch.sin, torch.arange(3)),
             TypeError,
             r"^x: expected a floating-point tensor, got dtype torch\.int64; only floating",
         ),
         (
-            lambda: jacobian_explicit("sin", torch.ones(2)),
+            lambda: jacobian_loop("sin", torch.ones(2)),
             TypeError,
             r"^f: expected a callable f\(x\) -> Tensor, got str$",
         ),

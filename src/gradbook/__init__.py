@@ -11,7 +11,10 @@ One module per idea, with the chapter that teaches it in parentheses:
 - :mod:`gradbook.warp`        differentiable ``cv2.warpAffine`` (chapter 5)
 - :mod:`gradbook.so3`         rotations: exp/log maps, Jacobians, fitting (chapter 6)
 - :mod:`gradbook.blackbox`    gradients of black boxes (chapter 7)
-- :mod:`gradbook.related`     short answers to related questions (appendix)
+- :mod:`gradbook.counting`    soft counts, expected counts, the count's distribution (appendix)
+- :mod:`gradbook.safe_division` division with a fill value and a finite gradient at zero (appendix)
+- :mod:`gradbook.named_gradients` gradients keyed by name, not by position (appendix)
+- :mod:`gradbook.related`     the earlier home of the three above; re-exports their names
 - :mod:`gradbook.lesson`      what the lessons share: sources, benchmark results, figure style
 - :mod:`gradbook.exercises`   the checks students call from exercise notebooks
 - :mod:`gradbook.assignments` student notebooks from solutions, in sync (the ``grading`` extra)

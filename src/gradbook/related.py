@@ -1,347 +1,39 @@
-"""Small tools behind the appendix's short answers: soft counts, safe division, named gradients.
+"""The earlier home of the appendix's tools; they now live in modules named for what they compute.
 
-Counting (``(x == v).sum()``) is piecewise constant in ``x``: its derivative is
-zero wherever it exists, and PyTorch does not even record a graph for it (the
-comparison returns a ``bool`` tensor). Two differentiable replacements:
+Every public name this module had is re-exported from its new home, so
+``from gradbook.related import soft_count`` keeps working:
 
-* a *soft count* replaces the indicator ``1[x_i = v]`` by a kernel
-  ``k((x_i - v) / T)`` with a temperature ``T > 0``,
+- :mod:`gradbook.counting`: :data:`~gradbook.counting.KERNELS`,
+  :func:`~gradbook.counting.soft_count`, :func:`~gradbook.counting.hard_count`,
+  :func:`~gradbook.counting.expected_counts`,
+  :func:`~gradbook.counting.count_distribution`,
+  :func:`~gradbook.counting.count_distribution_naive`;
+- :mod:`gradbook.safe_division`: :func:`~gradbook.safe_division.safe_divide`;
+- :mod:`gradbook.named_gradients`: :func:`~gradbook.named_gradients.named_grad`.
 
-  .. math::
-
-      \\operatorname{soft\\_count}(x; v, T) = \\sum_i k\\!\\left(\\frac{x_i - v}{T}\\right),
-
-  which tends to the hard count as ``T -> 0`` (see :func:`soft_count` for the
-  kernels and their bias);
-* when a model outputs *probabilities* ``p_i = P(item i equals v)`` instead of
-  values, the expected count ``sum_i p_i`` is exact by linearity of expectation
-  (:func:`expected_counts`) and the whole distribution of the count is the
-  Poisson-binomial law (:func:`count_distribution`), both polynomials in ``p``.
-
-Division by zero: ``safe_divide`` returns ``fill`` where the denominator is
-zero, as OpenCV's ``cv2.divide`` does for integer images (fill 0), and keeps the
-gradient finite there with the *double where*: the denominator is replaced by 1
-before dividing, so no ``inf`` or ``NaN`` ever enters the graph. A single
-``torch.where(den == 0, fill, num / den)`` has the right value but a ``NaN``
-gradient, because the backward of the unused branch multiplies a zero by
-``inf``.
+New code imports from those modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from gradbook.counting import (
+    KERNELS,
+    count_distribution,
+    count_distribution_naive,
+    expected_counts,
+    hard_count,
+    soft_count,
+)
+from gradbook.named_gradients import named_grad
+from gradbook.safe_division import safe_divide
 
-import torch
-from torch import Tensor, nn
-
-from gradbook._checks import check_broadcasts_to, check_positive, check_tensor
-
-#: The kernels :func:`soft_count` knows.
-KERNELS = ("gaussian", "sigmoid")
-
-
-def _as_value(value: object, like: Tensor) -> Tensor:
-    """``value`` as a tensor of ``like``'s dtype and device that broadcasts to ``like``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
-        raise TypeError(f"value: expected a number or a tensor, got {type(value).__name__}")
-    if not isinstance(value, Tensor):
-        return torch.tensor(float(value), dtype=like.dtype, device=like.device)
-    if value.is_complex():
-        raise TypeError(f"value: expected a real tensor, got dtype {value.dtype}")
-    check_broadcasts_to("value", value, like, "x")
-    return value.to(like.dtype)
-
-
-def soft_count(
-    x: Tensor,
-    value: float | Tensor,
-    temperature: float,
-    *,
-    kernel: str = "gaussian",
-    radius: float = 0.5,
-    dim: int | Sequence[int] | None = None,
-    keepdim: bool = False,
-) -> Tensor:
-    """A differentiable count of the entries of ``x`` equal to (or near) ``value``.
-
-    ``soft_count = sum_i w_i`` over ``dim`` (every dimension when ``None``), with
-    ``u_i = x_i - value`` and one of two kernels:
-
-    * ``"gaussian"``: ``w_i = exp(-u_i^2 / (2 T^2))``. It is 1 at an exact match
-      and tends to ``1[x_i = value]`` as ``T -> 0``. An entry at distance ``d``
-      adds ``exp(-d^2 / (2 T^2))``; on integer data (neighbours at distance 1,
-      2, ...) the bias over the hard count is ``2 sum_{d>=1} exp(-d^2/(2T^2))``
-      per match, about ``2 exp(-1/(2T^2))`` for small ``T``.
-    * ``"sigmoid"``: ``w_i = sigmoid((radius - |u_i|) / T)``, a smoothed
-      indicator of the bin ``|x_i - value| < radius``; it tends to
-      ``1[|x_i - value| < radius]`` as ``T -> 0`` (and is 1/2 on the bin's
-      edge). This is the count to use for real-valued outputs, which are never
-      *exactly* equal to ``value``. Its derivative in ``x_i`` has a kink at
-      ``x_i = value`` (where it is taken as 0, a valid subgradient).
-
-    The derivative ``dw_i/dx_i`` is ``-(u_i / T^2) w_i`` (Gaussian) and
-    ``-sign(u_i) w_i (1 - w_i) / T`` (sigmoid): the smaller ``T``, the more
-    accurate the count and the narrower the region (about ``T`` wide) where
-    gradients are not vanishingly small. Pick ``T`` by that trade-off, or anneal it.
-
-    Args:
-        x: ``(*shape)`` floating tensor.
-        value: a number, or a real tensor that broadcasts to ``x`` (differentiable).
-        temperature: ``T > 0``, the kernel width (in the units of ``x``).
-        kernel: ``"gaussian"`` or ``"sigmoid"``.
-        radius: half-width of the sigmoid kernel's bin (``0.5`` counts the entries
-            that round to an integer ``value``); ignored by the Gaussian kernel.
-        dim, keepdim: the dimensions to count over, as in :func:`torch.sum`.
-
-    Returns:
-        The soft count, of ``x``'s dtype and device: a 0-d tensor for ``dim=None``.
-
-    Raises:
-        TypeError: ``x`` is not a floating tensor, ``value`` not a number or real tensor,
-            ``temperature``/``radius`` not numbers, or ``kernel`` not a string.
-        ValueError: ``temperature`` or ``radius`` is not positive and finite, ``kernel``
-            is unknown, or ``value`` does not broadcast to ``x``.
-    """
-    check_tensor("x", x)
-    temperature = check_positive("temperature", temperature)
-    if not isinstance(kernel, str):
-        raise TypeError(f"kernel: expected one of {KERNELS}, got {type(kernel).__name__}")
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
-    radius = check_positive("radius", radius)
-    u = x - _as_value(value, x)
-    if kernel == "gaussian":
-        w = torch.exp(-0.5 * (u / temperature) ** 2)
-    else:
-        w = torch.sigmoid((radius - u.abs()) / temperature)
-    if dim is None:
-        return w.sum() if not keepdim else w.sum(dim=tuple(range(w.ndim)), keepdim=True)
-    return w.sum(dim=dim, keepdim=keepdim)
-
-
-def hard_count(x: Tensor, value: float | Tensor, *, radius: float | None = None) -> Tensor:
-    """The (non-differentiable) count: ``sum 1[x == value]``, or ``sum 1[|x - value| < radius]``.
-
-    The reference the soft counts tend to. Returns an int64 0-d tensor.
-
-    Raises:
-        TypeError: ``x`` is not a tensor; ValueError: ``radius`` is not positive.
-    """
-    check_tensor("x", x, floating=False)
-    v = _as_value(value, x.double() if not x.is_floating_point() else x)
-    if radius is None:
-        return (x == v).sum()
-    radius = check_positive("radius", radius)
-    return ((x - v).abs() < radius).sum()
-
-
-def _check_probabilities(name: str, p: object, atol: float) -> Tensor:
-    p = check_tensor(name, p)
-    if p.numel() and (p.min() < -atol or p.max() > 1 + atol):
-        raise ValueError(
-            f"{name}: expected probabilities in [0, 1], got values in "
-            f"[{p.min().item():.3g}, {p.max().item():.3g}]"
-        )
-    return p
-
-
-def expected_counts(probs: Tensor, *, atol: float = 1e-6) -> Tensor:
-    """Expected number of items in each class: ``Z_k = sum_n P[n, k]``.
-
-    ``probs`` holds one categorical distribution per item (row ``n`` gives
-    ``P(item n = class k)``); by linearity of expectation the expected count of
-    class ``k`` is the column sum, whatever the dependence between items.
-
-    Args:
-        probs: ``(..., N, K)`` floating tensor, rows in ``[0, 1]`` summing to 1.
-        atol: tolerance of the checks on the range and on the row sums.
-
-    Returns:
-        ``(..., K)`` expected counts; they sum to ``N``.
-
-    Raises:
-        TypeError: ``probs`` is not a floating tensor.
-        ValueError: fewer than 2 dimensions, entries outside ``[0, 1]``, or rows
-            that do not sum to 1.
-    """
-    check_tensor("probs", probs)
-    if probs.ndim < 2:
-        raise ValueError(
-            "probs: expected shape (..., N, K) with at least 2 dimensions, "
-            f"got {tuple(probs.shape)}"
-        )
-    _check_probabilities("probs", probs, atol)
-    if probs.numel():
-        error = (probs.sum(-1) - 1).abs().max().item()
-        if error > atol * max(1, probs.shape[-1]):
-            raise ValueError(
-                "probs: expected each row (last dimension) to sum to 1, "
-                f"got an error of {error:.3g}"
-            )
-    return probs.sum(-2)
-
-
-def count_distribution(p: Tensor, *, atol: float = 1e-6) -> Tensor:
-    """Distribution of the number of successes among independent items (Poisson-binomial).
-
-    Item ``n`` equals the value with probability ``p_n``, independently. The
-    count ``C = sum_n B_n`` has ``P(C = j)`` given by the recursion over items
-
-    .. math::
-
-        q^{(n)}_j = q^{(n-1)}_j (1 - p_n) + q^{(n-1)}_{j-1} p_n, \\qquad q^{(0)} = (1, 0, \\dots),
-
-    a polynomial in ``p`` (so exactly differentiable); ``O(N^2)`` work. Its mean
-    is ``sum_n p_n`` (:func:`expected_counts`), its variance ``sum_n p_n (1 - p_n)``.
-
-    Args:
-        p: ``(..., N)`` probabilities in ``[0, 1]``.
-        atol: tolerance of the range check.
-
-    Returns:
-        ``(..., N + 1)``: ``P(C = 0), ..., P(C = N)``, summing to 1.
-
-    Raises:
-        TypeError: ``p`` is not a floating tensor.
-        ValueError: ``p`` is 0-d or has entries outside ``[0, 1]``.
-    """
-    check_tensor("p", p)
-    if p.ndim < 1:
-        raise ValueError("p: expected shape (..., N) with at least 1 dimension, got ()")
-    _check_probabilities("p", p, atol)
-    n = p.shape[-1]
-    q = torch.zeros(*p.shape[:-1], n + 1, dtype=p.dtype, device=p.device)
-    q = torch.cat([torch.ones_like(q[..., :1]), q[..., 1:]], dim=-1)
-    zero = torch.zeros_like(q[..., :1])
-    for i in range(n):
-        pi = p[..., i : i + 1]
-        q = q * (1 - pi) + torch.cat([zero, q[..., :-1]], dim=-1) * pi
-    return q
-
-
-def count_distribution_naive(p: Tensor) -> Tensor:
-    """:func:`count_distribution` by enumerating all ``2^N`` outcomes (a reference, ``N <= 16``)."""
-    check_tensor("p", p)
-    if p.ndim != 1 or p.shape[0] > 16:
-        raise ValueError(f"p: expected shape (N,) with N <= 16, got {tuple(p.shape)}")
-    n = p.shape[0]
-    out = torch.zeros(n + 1, dtype=p.dtype, device=p.device)
-    for mask in range(2**n):
-        bits = [(mask >> i) & 1 for i in range(n)]
-        prob = torch.ones((), dtype=p.dtype, device=p.device)
-        for i, b in enumerate(bits):
-            prob = prob * (p[i] if b else 1 - p[i])
-        out[sum(bits)] += prob
-    return out
-
-
-def safe_divide(numerator: Tensor, denominator: Tensor, fill: float | Tensor = 0.0) -> Tensor:
-    """``numerator / denominator`` where the denominator is nonzero, ``fill`` where it is zero.
-
-    .. math::
-
-        q_i = \\begin{cases} n_i / d_i & d_i \\ne 0 \\\\ \\text{fill} & d_i = 0 \\end{cases}
-        \\qquad
-        \\frac{\\partial q_i}{\\partial n_i} = \\begin{cases} 1/d_i \\\\ 0 \\end{cases},
-        \\quad
-        \\frac{\\partial q_i}{\\partial d_i} = \\begin{cases} -n_i/d_i^2 \\\\ 0 \\end{cases}
-
-    With ``fill=0`` the value is OpenCV's ``cv2.divide`` rule for integer
-    arrays (``src2 != 0 ? src1 / src2 : 0``, before OpenCV's rounding); current
-    OpenCV follows IEEE-754 (``inf``, ``NaN``) for floating-point arrays, as
-    NumPy and PyTorch do. ``fill=float("nan")`` marks the undefined entries
-    explicitly.
-
-    Implementation: the double ``where``. The denominator is first replaced by 1
-    where it is zero, so the division never sees a zero and neither the forward
-    nor the backward pass creates ``inf`` or ``NaN``; the second ``where`` puts
-    ``fill`` in. The gradient at a zero denominator is exactly 0 for both inputs
-    (and flows to ``fill`` if that is a tensor that requires grad). Elsewhere it
-    is the true derivative, which can still overflow to ``inf`` when
-    ``|n / d^2|`` exceeds the dtype's range (a denominator of ``1e-30`` in float32).
-
-    Args:
-        numerator, denominator: floating tensors that broadcast together.
-        fill: the value where ``denominator == 0``: a number or a tensor that
-            broadcasts to the result.
-
-    Returns:
-        The quotient, of the broadcast shape and the promoted dtype.
-
-    Raises:
-        TypeError: an input is not a floating tensor, or ``fill`` is not a number or tensor.
-        ValueError: the shapes do not broadcast, or the inputs are on different devices.
-    """
-    check_tensor("numerator", numerator)
-    check_tensor("denominator", denominator)
-    if numerator.device != denominator.device:
-        raise ValueError(
-            f"denominator: on {denominator.device}, but numerator is on {numerator.device}"
-        )
-    try:
-        shape = torch.broadcast_shapes(numerator.shape, denominator.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"denominator: shape {tuple(denominator.shape)} does not broadcast with the "
-            f"numerator's shape {tuple(numerator.shape)}"
-        ) from None
-    dtype = torch.promote_types(numerator.dtype, denominator.dtype)
-    if isinstance(fill, bool) or not isinstance(fill, (int, float, Tensor)):
-        raise TypeError(f"fill: expected a number or a tensor, got {type(fill).__name__}")
-    if isinstance(fill, Tensor):
-        if fill.device != numerator.device:
-            raise ValueError(f"fill: on {fill.device}, but numerator is on {numerator.device}")
-        check_broadcasts_to("fill", fill, shape, "the result")
-        fill_t = fill.to(dtype)
-    else:
-        fill_t = torch.tensor(float(fill), dtype=dtype, device=numerator.device)
-    zero = denominator == 0
-    safe_den = torch.where(zero, torch.ones_like(denominator), denominator)
-    return torch.where(zero, fill_t, numerator.to(dtype) / safe_den.to(dtype))
-
-
-def named_grad(
-    output: Tensor,
-    inputs: Mapping[str, Tensor] | nn.Module,
-    **kwargs,
-) -> dict[str, Tensor]:
-    """Gradients of a scalar ``output`` keyed by name: ``{name: d output / d input}``.
-
-    A thin layer over :func:`torch.autograd.grad`, which returns its gradients
-    as a tuple *in the order of its inputs*; here the names travel with them.
-    ``inputs`` is a mapping ``name -> tensor`` or a module (its
-    ``named_parameters()`` that require grad). Other keyword arguments
-    (``retain_graph``, ``create_graph``, ``allow_unused``) go to ``torch.autograd.grad``.
-
-    Raises:
-        TypeError: ``output`` is not a tensor, ``inputs`` is neither a mapping nor a
-            module, or an input is not a tensor.
-        ValueError: ``output`` is not a scalar, or an input does not require grad.
-    """
-    check_tensor("output", output, floating=False)
-    if output.numel() != 1:
-        raise ValueError(
-            f"output: expected a scalar (one element), got shape {tuple(output.shape)}; "
-            "pass grad_outputs to torch.autograd.grad for a vector-Jacobian product"
-        )
-    if isinstance(inputs, nn.Module):
-        items = [(n, p) for n, p in inputs.named_parameters() if p.requires_grad]
-    elif isinstance(inputs, Mapping):
-        items = list(inputs.items())
-    else:
-        raise TypeError(
-            "inputs: expected a mapping name -> tensor or an nn.Module, "
-            f"got {type(inputs).__name__}"
-        )
-    for name, tensor in items:
-        if not isinstance(tensor, Tensor):
-            raise TypeError(
-                f"inputs[{name!r}]: expected a torch.Tensor, got {type(tensor).__name__}"
-            )
-        if not tensor.requires_grad:
-            raise ValueError(
-                f"inputs[{name!r}]: expected a tensor that requires grad, got one that does not "
-                "(a constant, like a data placeholder, has no gradient to ask for)"
-            )
-    grads = torch.autograd.grad(output, [t for _, t in items], **kwargs)
-    return {name: g for (name, _), g in zip(items, grads, strict=True)}
+__all__ = [
+    "KERNELS",
+    "count_distribution",
+    "count_distribution_naive",
+    "expected_counts",
+    "hard_count",
+    "named_grad",
+    "safe_divide",
+    "soft_count",
+]

@@ -22,6 +22,10 @@ They are adjoint to each other: ``<v, J t> = <v^T J, t>`` for every ``v`` and
 ``t``. :func:`dot_product_test` measures how far a VJP and a JVP are from that
 identity; it is the sharpest way to check a hand-written backward.
 
+The full Jacobian row by row is :func:`gradbook.jacobian.jacobian_loop`
+(chapter 3); :func:`vjp_from_jacobian` contracts it with ``v``, the slow,
+obviously correct twin of :func:`vjp`.
+
 Every function here takes one tensor ``x`` and a function ``f`` of one tensor
 that returns one tensor. Results are differentiable: when ``x``, ``v`` or ``t``
 requires grad, the product carries a graph (what ``create_graph=True`` does for
@@ -174,48 +178,46 @@ def jvp_double_backward(f: Function, x: Tensor, t: Tensor) -> Tensor:
     return torch.zeros_like(out) if push is None else push
 
 
-def jacobian_explicit(f: Function, x: Tensor) -> Tensor:
-    """The full Jacobian, one vector-Jacobian product per output entry (didactic).
+def vjp_from_jacobian(f: Function, x: Tensor, v: Tensor) -> Tensor:
+    """``v^T J`` by materialising the Jacobian and contracting it with ``v``.
 
-    Row ``k`` of ``J`` is ``e_k^T J``: the VJP with the one-hot ``e_k`` of the
-    output's shape as ``grad_outputs``. This is the loop ``theano.scan`` and
-    ``torch.autograd.functional.jacobian`` run; ``torch.func.jacrev`` runs the
-    same VJPs vectorised by ``vmap`` and ``torch.func.jacfwd`` builds the
-    columns ``J e_i`` by forward mode instead. The loop itself is
-    :func:`gradbook.jacobian.jacobian_loop` (chapter 3); this is its chapter-2 name.
+    ``J = jacobian_loop(f, x)`` (:func:`gradbook.jacobian.jacobian_loop`, one
+    backward pass per output entry), then ``(v^T J)_i = sum_k v_k J[k][i]``, a
+    ``tensordot`` over the output's axes. The slow, obviously correct twin of
+    :func:`vjp` (``out.numel()`` backward passes and ``out.numel() * x.numel()``
+    memory), for tests and pictures.
 
     Args:
         f: a function of one tensor, ``S_in -> S_out``, in ``x``'s dtype and device.
-        x: ``S_in`` floating tensor.
+        x: ``S_in`` floating tensor, the point.
+        v: ``S_out`` tensor (cast to the Jacobian's dtype).
 
     Returns:
-        ``S_out + S_in`` tensor ``J`` with ``J[k][i] = dy_k/dx_i`` (for
-        ``y = outer(x, x)`` with ``x`` of shape ``(4,)`` that is ``(4, 4, 4)``).
-        Not differentiable (``x`` is detached); zeros where ``y`` does not
-        depend on ``x``.
+        ``S_in``, the pullback of ``v``. Not differentiable (the Jacobian is
+        built from a detached ``x``).
 
     Raises:
-        TypeError: ``x`` or ``f(x)`` is not a floating tensor, or ``f`` is not callable.
-        DtypeMismatchError: (a TypeError and a ValueError) ``f(x)`` has another dtype than ``x``.
-        ValueError: ``f(x)`` is on another device than ``x``.
-    """
-    return jacobian_loop(f, x)
-
-
-def vjp_explicit(f: Function, x: Tensor, v: Tensor) -> Tensor:
-    """``v^T J`` by contracting the explicit Jacobian: ``einsum`` over the output's axes.
-
-    The slow, obviously correct twin of :func:`vjp` (``out.numel()`` backward
-    passes and ``out.numel() * x.numel()`` memory), for tests and pictures.
+        TypeError: ``x``, ``v`` or ``f(x)`` is not a floating tensor, or ``f`` is not callable.
+        ValueError: ``v`` does not have the output's shape.
     """
     check_tensor("v", v)
-    jac = jacobian_explicit(f, x)
+    jac = jacobian_loop(f, x)
     out_shape = jac.shape[: jac.ndim - x.ndim]
     if v.shape != out_shape:
         raise ValueError(
             f"v: expected shape {tuple(out_shape)} (the output f(x)'s shape), got {tuple(v.shape)}"
         )
     return torch.tensordot(v.to(jac.dtype), jac, dims=v.ndim)
+
+
+#: The earlier name of :func:`vjp_from_jacobian` (``v^T J`` from the materialised
+#: Jacobian; "explicit" now only means explicit tangents, as in
+#: :func:`gradbook.jacobian.jacobian_fwd_explicit`).
+vjp_explicit = vjp_from_jacobian
+
+#: The earlier name of :func:`gradbook.jacobian.jacobian_loop`, the full Jacobian
+#: one vector-Jacobian product per output entry (row ``k`` is ``e_k^T J``).
+jacobian_explicit = jacobian_loop
 
 
 def _inner(a: Tensor, b: Tensor) -> Tensor:
