@@ -191,6 +191,41 @@ def test_figure_style_sets_matplotlib_defaults():
             assert mpl.rcParams[key] == value
 
 
+RETINA_PROBE = """
+import struct, sys
+from IPython.core.interactiveshell import InteractiveShell
+import matplotlib
+matplotlib.use("module://matplotlib_inline.backend_inline")
+import matplotlib.pyplot as plt
+from gradbook.lesson import FIGURE_WIDTH, use_figure_style
+
+shell = InteractiveShell.instance()
+use_figure_style()
+fig, ax = plt.subplots(figsize=(FIGURE_WIDTH, 2))
+ax.plot([0, 1])
+data, metadata = shell.display_formatter.format(fig, include=["image/png"])
+png = data["image/png"]
+png = png if isinstance(png, bytes) else __import__("base64").b64decode(png)
+width = struct.unpack(">I", png[16:20])[0]  # the IHDR chunk of the PNG file
+print(width, metadata["image/png"]["width"])
+"""
+
+
+def test_figure_style_stores_retina_pngs_in_a_notebook_shell():
+    """Twice the pixels of the width the page shows it at: figure.dpi per inch."""
+    import subprocess
+
+    pytest.importorskip("matplotlib_inline")
+    pytest.importorskip("IPython")
+    result = subprocess.run(
+        [sys.executable, "-c", RETINA_PROBE], capture_output=True, text=True, check=True
+    )
+    pixels, shown = (int(v) for v in result.stdout.split())
+    # the inline backend crops the white margin (bbox_inches="tight"): never wider
+    assert 0.5 * 7.4 * FIGURE_STYLE["figure.dpi"] < shown <= 7.4 * FIGURE_STYLE["figure.dpi"]
+    assert pixels in (2 * shown, 2 * shown + 1)  # the page's width is the pixels' half
+
+
 def test_glue_hands_the_value_to_myst_nb_and_is_silent_without_it(monkeypatch):
     import sys
     import types
